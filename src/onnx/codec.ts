@@ -1,5 +1,5 @@
-import { readFileSync, realpathSync } from "node:fs";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync } from "node:fs";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import Long from "long";
 import protobuf from "protobufjs";
 import { bitsPerElement, DTYPE_CODE, type DType, dtypeFromCode, halfToFloat, STORAGE } from "./dtype.js";
@@ -7,6 +7,7 @@ import { OnnxError } from "./errors.js";
 import { type Attr, type Dim, Graph, type Model, type Node, type ValueInfo } from "./ir.js";
 import { ONNX_PROTO } from "./schema.js";
 import { numel, type Tensor } from "./tensor.js";
+import { checkWire } from "./wire.js";
 
 protobuf.util.Long = Long;
 protobuf.configure();
@@ -14,6 +15,7 @@ const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
 const ModelProto = root.lookupType("onnx.ModelProto");
 const AttrType = root.lookupEnum("onnx.AttributeProto.AttributeType").values;
 const ATTR_NAME = Object.fromEntries(Object.entries(AttrType).map(([k, v]) => [v, k.toLowerCase()]));
+const DATA_LOCATION = root.lookupEnum("onnx.TensorProto.DataLocation").values;
 
 /** Largest tensor the decoder will materialise from a file (elements). Bigger claims are refused, not allocated. */
 const MAX_ELEMENTS = 2 ** 31;
@@ -33,6 +35,20 @@ const num = (v: unknown): number => (Long.isLong(v) ? (v as Long).toNumber() : N
 const utf8 = new TextDecoder();
 const str = (b: Uint8Array): string => utf8.decode(b);
 
+/** Set a key as an own data property: a name such as "__proto__" from a file must not reach the prototype. */
+function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * Encode a plain object as any message of the ONNX schema ("onnx.ModelProto", "onnx.TensorProto", ...). Low level:
+ * for tests and tools that need protobuf fields the IR never writes (float_data, int64_data, external_data ...).
+ */
+export function encodeMessage(type: string, fields: Record<string, unknown>): Uint8Array {
+  const t = root.lookupType(type);
+  return t.encode(t.fromObject(fields)).finish();
+}
+
 /** Read a model file. Raises OnnxError for anything that is not a well-formed ONNX model. */
 export function loadModel(path: string, opts: Omit<DecodeOptions, "path"> = {}): Model {
   let bytes: Uint8Array;
@@ -45,6 +61,10 @@ export function loadModel(path: string, opts: Omit<DecodeOptions, "path"> = {}):
 }
 
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
+  if (!(bytes instanceof Uint8Array)) throw new OnnxError("decodeModel needs the file's bytes (a Uint8Array)");
+  if (bytes.length === 0) throw new OnnxError("the file is empty", { file: opts.path });
+  // the wire check makes protobufjs safe: after it, decode cannot read out of bounds or recurse without limit
+  checkWire(bytes, ModelProto, opts.path);
   let m: Msg;
   try {
     m = ModelProto.decode(bytes);
@@ -58,14 +78,24 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
   }
   const ctx: Ctx = { file: opts.path, dir: opts.path ? dirname(resolve(opts.path)) : undefined, widen: !!opts.widenHalf };
   if (!has(m, "graph")) throw new OnnxError("the model has no graph", { file: opts.path });
+  const irVersion = num(m.ir_version);
+  if (!Number.isSafeInteger(irVersion) || irVersion < 0) {
+    throw new OnnxError(`invalid ir_version ${m.ir_version}`, { file: opts.path });
+  }
   const opsets: Record<string, number> = {};
-  for (const o of m.opset_import) opsets[o.domain ?? ""] = num(o.version);
+  for (const o of m.opset_import) {
+    const version = num(o.version);
+    if (!Number.isSafeInteger(version) || version < 0) {
+      throw new OnnxError(`invalid opset version ${o.version} for domain '${o.domain ?? ""}'`, { file: opts.path });
+    }
+    setOwn(opsets, o.domain ?? "", version);
+  }
   if (m.opset_import.length === 0) opsets[""] = 1; // IR < 3 models imply opset 1
   const extra: Record<string, unknown> = {};
   if (m.training_info.length) extra.training_info = m.training_info;
   if (m.functions.length) extra.functions = m.functions;
   return {
-    irVersion: num(m.ir_version),
+    irVersion,
     opsets,
     producerName: m.producer_name ?? "",
     producerVersion: m.producer_version ?? "",
@@ -94,6 +124,7 @@ function decodeGraph(g: Msg, ctx: Ctx, depth: number): Graph {
   for (const t of g.initializer) {
     const name = t.name ?? "";
     if (!name) throw new OnnxError("an initializer has no name", { file: ctx.file });
+    if (graph.initializers.has(name)) throw new OnnxError(`two initializers are named '${name}'`, { file: ctx.file });
     graph.initializers.set(name, decodeTensor(t, ctx, name));
   }
   graph.inputs = g.input.map((v: Msg) => decodeValueInfo(v));
@@ -124,17 +155,22 @@ function decodeNode(n: Msg, index: number, ctx: Ctx, depth: number): Node {
   if (!n.name) node.extra = { ...node.extra, unnamed: true };
   for (const a of n.attribute) {
     if (!a.name) throw new OnnxError("an attribute has no name", { file: ctx.file, node: name });
-    node.attrs[a.name] = decodeAttr(a, ctx, depth, name);
+    if (Object.hasOwn(node.attrs, a.name)) {
+      throw new OnnxError(`attribute '${a.name}' appears twice`, { file: ctx.file, node: name });
+    }
+    setOwn(node.attrs, a.name, decodeAttr(a, ctx, depth, name));
   }
   return node;
 }
 
 function attrKind(a: Msg): string {
-  if (has(a, "type") && a.type !== 0) return ATTR_NAME[a.type] ?? "undefined";
+  if (has(a, "type") && a.type !== 0) return ATTR_NAME[a.type] ?? `unknown type ${a.type}`;
   // IR version 1 files have no type field: infer it from the field that is set
   for (const [field, kind] of [
     ["f", "float"], ["i", "int"], ["s", "string"], ["t", "tensor"], ["g", "graph"], ["floats", "floats"],
     ["ints", "ints"], ["strings", "strings"], ["tensors", "tensors"], ["graphs", "graphs"],
+    ["sparse_tensor", "sparse_tensor"], ["tp", "type_proto"], ["sparse_tensors", "sparse_tensors"],
+    ["type_protos", "type_protos"],
   ] as const) {
     if (Array.isArray(a[field]) ? a[field].length > 0 : has(a, field)) return kind;
   }
@@ -143,12 +179,19 @@ function attrKind(a: Msg): string {
 
 function decodeAttr(a: Msg, ctx: Ctx, depth: number, node: string): Attr {
   if (a.ref_attr_name) return { type: "raw", proto: a };
-  switch (attrKind(a)) {
+  const kind = attrKind(a);
+  const missing = (field: string) =>
+    new OnnxError(`attribute '${a.name}' is of type ${kind} but its field '${field}' is not set`, { file: ctx.file, node });
+  switch (kind) {
     case "float": return { type: "float", value: a.f ?? 0 };
     case "int": return { type: "int", value: num(a.i) };
-    case "string": return { type: "string", value: str(a.s ?? new Uint8Array()) };
-    case "tensor": return { type: "tensor", value: decodeTensor(a.t, ctx, `${node}.${a.name}`) };
-    case "graph": return { type: "graph", value: decodeGraph(a.g, ctx, depth + 1) };
+    case "string": return { type: "string", value: has(a, "s") ? str(a.s) : "" };
+    case "tensor":
+      if (!a.t) throw missing("t");
+      return { type: "tensor", value: decodeTensor(a.t, ctx, `${node}.${a.name}`) };
+    case "graph":
+      if (!a.g) throw missing("g");
+      return { type: "graph", value: decodeGraph(a.g, ctx, depth + 1) };
     case "floats": return { type: "floats", value: [...a.floats] };
     case "ints": return { type: "ints", value: a.ints.map(num) };
     case "strings": return { type: "strings", value: a.strings.map(str) };
@@ -156,8 +199,10 @@ function decodeAttr(a: Msg, ctx: Ctx, depth: number, node: string): Attr {
     case "graphs": return { type: "graphs", value: a.graphs.map((g: Msg) => decodeGraph(g, ctx, depth + 1)) };
     case "undefined":
       throw new OnnxError(`attribute '${a.name}' has no value`, { file: ctx.file, node });
-    default:
+    case "sparse_tensor": case "type_proto": case "sparse_tensors": case "type_protos":
       return { type: "raw", proto: a };
+    default:
+      throw new OnnxError(`attribute '${a.name}' has an ${kind}`, { file: ctx.file, node });
   }
 }
 
@@ -168,42 +213,78 @@ function decodeValueInfo(v: Msg): ValueInfo {
   if (!t) return info;
   if (has(t, "tensor_type")) {
     const tt = t.tensor_type;
-    if (has(tt, "elem_type")) info.dtype = dtypeFromCode(tt.elem_type);
+    if (has(tt, "elem_type")) {
+      info.dtype = dtypeFromCode(tt.elem_type);
+      if (info.dtype === undefined) info.rawType = t; // an element type newer than our schema: keep it as written
+    }
     if (has(tt, "shape")) {
       info.shape = tt.shape.dim.map((d: Msg): Dim => {
-        if (has(d, "dim_value")) return num(d.dim_value);
+        if (has(d, "dim_value")) {
+          // some exporters write -1 for "unknown"; read that (and absurd sizes) as an unknown dimension
+          const v = num(d.dim_value);
+          return Number.isSafeInteger(v) && v >= 0 ? v : null;
+        }
         if (has(d, "dim_param") && d.dim_param) return d.dim_param;
         return null;
       });
     }
-    if (has(t, "denotation") || tt.shape?.dim.some((d: Msg) => has(d, "denotation"))) info.rawType = t;
+    if (has(t, "denotation") || tt.shape?.dim.some((d: Msg) => has(d, "denotation"))) info.rawType ??= t;
   } else info.rawType = t;
   return info;
 }
 
 function readExternal(t: Msg, ctx: Ctx, where: string): Uint8Array {
-  const e = Object.fromEntries(t.external_data.map((kv: Msg) => [kv.key, kv.value]));
-  const loc = e.location as string | undefined;
+  const e: Record<string, string> = {};
+  for (const kv of t.external_data) setOwn(e, kv.key ?? "", kv.value ?? "");
+  const loc = e.location;
   const err = (msg: string) => new OnnxError(`tensor '${where}': ${msg}`, { file: ctx.file });
   if (!loc) throw err("external data without a location");
-  if (!ctx.dir) throw err(`external data '${loc}' needs the model's path to be found`);
+  if (!ctx.dir) throw err(`external data '${loc}' needs the model's path to be found (use loadModel or pass path)`);
   if (isAbsolute(loc)) throw err(`external data location '${loc}' must be relative to the model`);
   const full = resolve(ctx.dir, loc);
   let real: string;
+  let dir: string;
   try {
     real = realpathSync(full);
+    dir = realpathSync(ctx.dir);
   } catch {
     throw err(`external data file '${loc}' not found next to the model (looked for ${full})`);
   }
-  const rel = relative(realpathSync(ctx.dir), real);
-  if (rel.startsWith("..") || isAbsolute(rel)) throw err(`external data location '${loc}' leaves the model's folder`);
-  const file = readFileSync(join(real));
-  const offset = e.offset !== undefined ? Number(e.offset) : 0;
-  const length = e.length !== undefined ? Number(e.length) : file.length - offset;
-  if (!(offset >= 0 && length >= 0 && offset + length <= file.length)) {
-    throw err(`external data '${loc}' offset ${offset} + length ${length} is outside the file (${file.length} bytes)`);
+  const rel = relative(dir, real);
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) {
+    throw err(`external data location '${loc}' leaves the model's folder`);
   }
-  return file.subarray(offset, offset + length);
+  const int = (key: string): number | undefined => {
+    const v = e[key];
+    if (v === undefined) return undefined;
+    if (!/^\d{1,16}$/.test(v)) throw err(`external data ${key} '${v}' is not a non-negative integer`);
+    return Number(v);
+  };
+  const offset = int("offset") ?? 0;
+  let fd: number | undefined;
+  try {
+    fd = openSync(real, "r");
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw err(`external data '${loc}' is not a file`);
+    const size = stat.size;
+    const length = int("length") ?? size - offset;
+    if (!(length >= 0 && offset + length <= size)) {
+      throw err(`external data '${loc}' offset ${offset} + length ${length} is outside the file (${size} bytes)`);
+    }
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, out, done, length - done, offset + done);
+      if (n === 0) throw err(`external data '${loc}' ended early while reading ${length} bytes at ${offset}`);
+      done += n;
+    }
+    return out;
+  } catch (x) {
+    if (x instanceof OnnxError) throw x;
+    throw err(`cannot read external data '${loc}': ${(x as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 export function decodeTensor(t: Msg, ctx: Ctx = { widen: false }, where = t.name ?? ""): Tensor {
@@ -225,7 +306,10 @@ export function decodeTensor(t: Msg, ctx: Ctx = { widen: false }, where = t.name
   const { ctor, slots } = STORAGE[dtype];
   const count = n * slots;
   let raw: Uint8Array | undefined;
-  if (t.data_location === 1) raw = readExternal(t, ctx, where);
+  if (has(t, "data_location") && t.data_location !== DATA_LOCATION.DEFAULT && t.data_location !== DATA_LOCATION.EXTERNAL) {
+    throw err(`unknown data_location ${t.data_location}`);
+  }
+  if (t.data_location === DATA_LOCATION.EXTERNAL) raw = readExternal(t, ctx, where);
   else if (has(t, "raw_data")) raw = t.raw_data;
   if (raw) {
     const bits = bitsPerElement(dtype);
@@ -316,7 +400,8 @@ export function encodeModel(model: Model): Uint8Array {
   if (model.extra.functions) m.functions = model.extra.functions;
   for (const k of ["producer_name", "producer_version", "domain", "doc_string"]) if (!m[k]) delete m[k];
   if (!m.model_version) delete m.model_version;
-  return ModelProto.encode(ModelProto.fromObject(m)).finish();
+  // plain objects go straight to encode: fromObject would first turn every int64 into a Long object
+  return ModelProto.encode(m).finish();
 }
 
 function encodeGraph(g: Graph): Msg {
@@ -348,17 +433,20 @@ function encodeNode(n: Node): Msg {
   return out;
 }
 
+/** An int64 field value: a number when exact, else a saturated Long (INT64_MAX decodes to 2^63 as a number). */
+const int64 = (v: number): number | Long => (Math.abs(v) < 2 ** 63 ? v : Long.fromNumber(v));
+
 function encodeAttr(name: string, a: Attr): Msg {
   const enc = new TextEncoder();
   switch (a.type) {
     case "raw": return a.proto;
     case "float": return { name, type: AttrType.FLOAT, f: a.value };
-    case "int": return { name, type: AttrType.INT, i: Long.fromNumber(a.value) };
+    case "int": return { name, type: AttrType.INT, i: int64(a.value) };
     case "string": return { name, type: AttrType.STRING, s: enc.encode(a.value) };
     case "tensor": return { name, type: AttrType.TENSOR, t: encodeTensor(a.value) };
     case "graph": return { name, type: AttrType.GRAPH, g: encodeGraph(a.value) };
     case "floats": return { name, type: AttrType.FLOATS, floats: a.value };
-    case "ints": return { name, type: AttrType.INTS, ints: a.value.map((v) => Long.fromNumber(v)) };
+    case "ints": return { name, type: AttrType.INTS, ints: a.value.map(int64) };
     case "strings": return { name, type: AttrType.STRINGS, strings: a.value.map((s) => enc.encode(s)) };
     case "tensors": return { name, type: AttrType.TENSORS, tensors: a.value.map((t) => encodeTensor(t)) };
     case "graphs": return { name, type: AttrType.GRAPHS, graphs: a.value.map(encodeGraph) };
@@ -394,6 +482,13 @@ function encodeValueInfo(v: ValueInfo): Msg {
     out.type = { tensor_type: tt };
     const raw = v.rawType as Msg;
     if (raw?.denotation) out.type.denotation = raw.denotation;
+    // dimension denotations ("DATA_BATCH", ...) from the file, kept while the rank is unchanged
+    const rawDims: Msg[] = raw?.tensor_type?.shape?.dim ?? [];
+    if (tt.shape && rawDims.length === tt.shape.dim.length) {
+      for (let i = 0; i < rawDims.length; i++) {
+        if (rawDims[i].denotation) tt.shape.dim[i].denotation = rawDims[i].denotation;
+      }
+    }
   }
   return out;
 }

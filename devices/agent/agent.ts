@@ -1,0 +1,796 @@
+/**
+ * The qat board agent: one self-contained file (it imports only Node built-ins; onnxruntime-node is loaded from
+ * the install folder beside it when a model is evaluated). It speaks a length-prefixed, versioned protocol over
+ * stdin/stdout, so the same program serves an SSH exec channel, a local child process and a serial line.
+ *
+ * Frame: "QAT" 0x01 | u32 BE header length | u32 BE payload length | header (UTF-8 JSON) | payload (raw bytes).
+ * Bytes before a frame's magic are skipped (a login banner on the channel does not break the stream).
+ *
+ * Board state lives in the agent's home (default ~/.qat-agent):
+ *   install/<key>/agent.mjs, install/<key>/node_modules/...   the agent and its runtime, pushed by the host
+ *   installed.json                                            which install is active (written last, atomically)
+ *   models/<sha256>/model.onnx (+ meta.json)                  content-addressed models
+ *   current -> models/<sha256>                                the deployed model (symlink swapped atomically)
+ *   history.json                                              deployed versions, oldest first
+ *   tmp/                                                      uploads in progress (never visible as models)
+ *
+ * This file is also imported by the host for the frame codec; `main()` runs only when it is the program.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as os from "node:os";
+import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PROTOCOL_VERSION = 1;
+export const AGENT_VERSION = "0.1.0";
+export const CAPABILITIES = ["facts", "put", "models", "current", "rollback", "evaluate", "install"];
+export const MAGIC = Uint8Array.of(0x51, 0x41, 0x54, 0x01); // "QAT" + frame format 1
+export const MAX_HEADER = 4 << 20;
+export const MAX_PAYLOAD = 512 << 20;
+
+export interface Header {
+  t: string;
+  id?: number;
+  [k: string]: unknown;
+}
+
+export interface Frame {
+  header: Header;
+  payload: Uint8Array;
+}
+
+/** One frame as bytes. */
+export function encodeFrame(header: Header, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const h = Buffer.from(JSON.stringify(header), "utf8");
+  if (h.length > MAX_HEADER) throw new Error(`frame header of ${h.length} bytes exceeds ${MAX_HEADER}`);
+  if (payload.length > MAX_PAYLOAD) throw new Error(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  const pre = Buffer.alloc(12);
+  pre.set(MAGIC, 0);
+  pre.writeUInt32BE(h.length, 4);
+  pre.writeUInt32BE(payload.length, 8);
+  return Buffer.concat([pre, h, payload]);
+}
+
+/** Incremental frame parser: push bytes in, frames come out. Bytes before a magic are reported as noise. */
+export class FrameDecoder {
+  private buf: Buffer = Buffer.alloc(0);
+  /** Bytes skipped because they were not part of a frame (kept to explain a broken stream). */
+  noise = "";
+
+  push(chunk: Uint8Array): Frame[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : Buffer.from(chunk);
+    const out: Frame[] = [];
+    for (;;) {
+      const at = this.buf.indexOf(Buffer.from(MAGIC));
+      if (at < 0) {
+        // keep a possible partial magic at the end
+        const keep = Math.min(this.buf.length, MAGIC.length - 1);
+        this.skip(this.buf.length - keep);
+        break;
+      }
+      if (at > 0) this.skip(at);
+      if (this.buf.length < 12) break;
+      const hl = this.buf.readUInt32BE(4);
+      const pl = this.buf.readUInt32BE(8);
+      if (hl > MAX_HEADER || pl > MAX_PAYLOAD) {
+        throw new Error(`frame claims header ${hl} and payload ${pl} bytes (limits ${MAX_HEADER}, ${MAX_PAYLOAD})`);
+      }
+      if (this.buf.length < 12 + hl + pl) break;
+      const header = JSON.parse(this.buf.subarray(12, 12 + hl).toString("utf8")) as Header;
+      const payload = new Uint8Array(this.buf.subarray(12 + hl, 12 + hl + pl)); // copy: aligned, owned
+      this.buf = this.buf.subarray(12 + hl + pl);
+      if (typeof header !== "object" || header === null || typeof header.t !== "string") {
+        throw new Error("frame header is not an object with a type");
+      }
+      out.push({ header, payload });
+    }
+    return out;
+  }
+
+  private skip(n: number): void {
+    if (n <= 0) return;
+    this.noise = (this.noise + this.buf.subarray(0, n).toString("latin1")).slice(-2000);
+    this.buf = this.buf.subarray(n);
+  }
+}
+
+/** A tensor's place in a payload. */
+export interface TensorRef {
+  name: string;
+  dtype: string;
+  dims: number[];
+  offset: number;
+  length: number;
+}
+
+type TypedArray =
+  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array
+  | BigInt64Array | BigUint64Array;
+type TypedCtor = { new (b: ArrayBuffer, o: number, n: number): TypedArray; BYTES_PER_ELEMENT: number };
+
+export const TYPED: Record<string, TypedCtor> = {
+  float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
+  int16: Int16Array, uint16: Uint16Array, float16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
+  int64: BigInt64Array, uint64: BigUint64Array,
+};
+
+/** Lay tensors out in one payload (each 8-byte aligned) and describe them. */
+export function packTensors(tensors: { name: string; dtype: string; dims: number[]; data: ArrayBufferView }[]): {
+  refs: TensorRef[];
+  payload: Buffer;
+} {
+  const refs: TensorRef[] = [];
+  const parts: Buffer[] = [];
+  let off = 0;
+  for (const t of tensors) {
+    const pad = (8 - (off % 8)) % 8;
+    if (pad) parts.push(Buffer.alloc(pad));
+    off += pad;
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    refs.push({ name: t.name, dtype: t.dtype, dims: t.dims, offset: off, length: bytes.length });
+    parts.push(bytes);
+    off += bytes.length;
+  }
+  return { refs, payload: Buffer.concat(parts) };
+}
+
+/** A tensor described by `ref` as a typed array over a copy of its bytes. */
+export function unpackTensor(ref: TensorRef, payload: Uint8Array): TypedArray {
+  const ctor = TYPED[ref.dtype];
+  if (!ctor) throw new Error(`tensor '${ref.name}': unsupported dtype ${ref.dtype}`);
+  if (ref.offset < 0 || ref.offset + ref.length > payload.length || ref.length % ctor.BYTES_PER_ELEMENT) {
+    throw new Error(`tensor '${ref.name}': bytes ${ref.offset}+${ref.length} outside the payload of ${payload.length}`);
+  }
+  const copy = new Uint8Array(ref.length);
+  copy.set(payload.subarray(ref.offset, ref.offset + ref.length));
+  return new ctor(copy.buffer, 0, ref.length / ctor.BYTES_PER_ELEMENT);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Board facts
+
+export interface BoardFacts {
+  platform: string;
+  arch: string;
+  machine: string;
+  node: string;
+  glibc: string | null;
+  memTotal: number;
+  cpus: number;
+  cpuinfo: string | null;
+  deviceTreeModel: string | null;
+  nvTegraRelease: string | null;
+  hostname: string;
+  kernel: string;
+}
+
+function readText(path: string, max = 65536): string | null {
+  try {
+    return fs.readFileSync(path).subarray(0, max).toString("utf8");
+  } catch {
+    return null;
+  }
+}
+
+export function collectFacts(): BoardFacts {
+  const report = process.report?.getReport() as unknown as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return {
+    platform: process.platform,
+    arch: process.arch,
+    machine: typeof os.machine === "function" ? os.machine() : process.arch,
+    node: process.version,
+    glibc: report?.header?.glibcVersionRuntime ?? null,
+    memTotal: os.totalmem(),
+    cpus: os.cpus().length,
+    cpuinfo: readText("/proc/cpuinfo"),
+    deviceTreeModel:
+      (readText("/proc/device-tree/model") ?? readText("/sys/firmware/devicetree/base/model"))?.replace(/\0+$/, "") ?? null,
+    nvTegraRelease: readText("/etc/nv_tegra_release"),
+    hostname: os.hostname(),
+    kernel: os.release(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The agent
+
+class AgentFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const SHA = /^[0-9a-f]{64}$/;
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // some filesystems cannot fsync a folder; renames stay atomic
+  }
+}
+
+function writeAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, "w", 0o644);
+  try {
+    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}
+
+function sha256File(path: string): string {
+  const h = createHash("sha256");
+  const fd = fs.openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+interface Upload {
+  fd: number;
+  tmp: string;
+  final: string;
+  kind: "model" | "file";
+  size: number;
+  sha256: string;
+  received: number;
+  hash: ReturnType<typeof createHash>;
+  name?: string;
+  failed?: AgentFailure;
+}
+
+interface OrtLike {
+  InferenceSession: { create(src: Uint8Array | string, opts?: unknown): Promise<OrtSession> };
+  Tensor: new (type: string, data: unknown, dims: readonly number[]) => OrtTensor;
+  env: { versions?: Record<string, string>; logLevel?: string };
+}
+interface OrtTensor {
+  type: string;
+  dims: readonly number[];
+  data: unknown;
+}
+interface OrtSession {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>, fetches?: string[]): Promise<Record<string, OrtTensor>>;
+  release?(): Promise<void>;
+}
+
+export class Agent {
+  readonly home: string;
+  private uploads = new Map<number, Upload>();
+  private sessions = new Map<number, { session: OrtSession; sha256: string; runs: number }>();
+  private nextSession = 1;
+  private ort?: OrtLike;
+
+  constructor(home: string) {
+    this.home = resolve(home);
+    fs.mkdirSync(join(this.home, "models"), { recursive: true });
+    fs.mkdirSync(join(this.home, "tmp"), { recursive: true });
+    this.cleanStale();
+  }
+
+  /** Remove uploads left by agents that died mid-way (their pid is gone). */
+  private cleanStale(): void {
+    for (const f of fs.readdirSync(join(this.home, "tmp"))) {
+      const m = /\.(\d+)\.part$/.exec(f);
+      const pid = m ? Number(m[1]) : 0;
+      let alive = false;
+      if (pid && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch {
+          alive = false;
+        }
+      }
+      if (!alive || pid === process.pid) fs.rmSync(join(this.home, "tmp", f), { force: true });
+    }
+  }
+
+  /** Remove this process's uploads in progress (connection lost, shutdown). */
+  abortUploads(): void {
+    for (const u of this.uploads.values()) {
+      try {
+        fs.closeSync(u.fd);
+      } catch {
+        // already closed
+      }
+      fs.rmSync(u.tmp, { force: true });
+    }
+    this.uploads.clear();
+  }
+
+  private installed(): Record<string, unknown> | null {
+    const t = readText(join(this.home, "installed.json"));
+    if (!t) return null;
+    try {
+      return JSON.parse(t) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  }
+
+  private installDir(): string {
+    return dirname(fileURLToPath(import.meta.url));
+  }
+
+  private loadOrt(want?: string): OrtLike {
+    if (this.ort) return this.ort;
+    const info = this.installed();
+    const backend = want ?? (info?.backend as string | undefined) ?? "onnxruntime-node";
+    if (backend !== "onnxruntime-node" && backend !== "onnxruntime-web") {
+      throw new AgentFailure("bad-request", `unknown backend '${backend}'`);
+    }
+    const req = createRequire(join(this.installDir(), "agent.mjs"));
+    try {
+      this.ort = req(backend) as OrtLike;
+    } catch (e) {
+      throw new AgentFailure(
+        "runtime-missing",
+        `cannot load ${backend} from ${this.installDir()}/node_modules: ${(e as Error).message.split("\n")[0]}`,
+      );
+    }
+    return this.ort;
+  }
+
+  private currentSha(): string | null {
+    const p = join(this.home, "current");
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return null;
+    }
+    const target = st.isSymbolicLink() ? fs.readlinkSync(p) : fs.readFileSync(p, "utf8").trim();
+    const sha = target.split(/[\\/]/).filter(Boolean).pop() ?? "";
+    return SHA.test(sha) ? sha : null;
+  }
+
+  private setCurrentPointer(sha: string): void {
+    const p = join(this.home, "current");
+    const tmp = `${p}.${process.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    try {
+      fs.symlinkSync(join("models", sha), tmp);
+    } catch {
+      fs.writeFileSync(tmp, sha); // no symlinks here: a file holding the hash, swapped the same way
+    }
+    fs.renameSync(tmp, p);
+    fsyncDir(this.home);
+  }
+
+  private history(): string[] {
+    const t = readText(join(this.home, "history.json"));
+    if (!t) return [];
+    try {
+      const h = JSON.parse(t) as unknown;
+      return Array.isArray(h) ? h.filter((s): s is string => typeof s === "string" && SHA.test(s)) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private modelPath(sha: string): string {
+    if (!SHA.test(sha)) throw new AgentFailure("bad-request", `'${sha}' is not a sha256 hex digest`);
+    return join(this.home, "models", sha, "model.onnx");
+  }
+
+  private resolveModel(ref: string): string {
+    const sha = ref === "current" ? this.currentSha() : ref;
+    if (!sha) throw new AgentFailure("no-current", "no model is deployed (current is not set)");
+    const p = this.modelPath(sha);
+    if (!fs.existsSync(p)) throw new AgentFailure("no-model", `model ${sha} is not on this board`);
+    return sha;
+  }
+
+  private listModels(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const d of fs.readdirSync(join(this.home, "models"))) {
+      if (!SHA.test(d)) continue;
+      const p = join(this.home, "models", d, "model.onnx");
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(p);
+      } catch {
+        continue;
+      }
+      let meta: Record<string, unknown> = {};
+      try {
+        meta = JSON.parse(fs.readFileSync(join(this.home, "models", d, "meta.json"), "utf8")) as Record<string, unknown>;
+      } catch {
+        meta = {};
+      }
+      out.push({ sha256: d, size: st.size, storedAt: st.mtime.toISOString(), ...meta });
+    }
+    return out;
+  }
+
+  private safeInstallPath(rel: string): string {
+    const norm = normalize(rel);
+    if (!rel || isAbsolute(rel) || norm.startsWith("..") || norm.split(sep).includes("..")) {
+      throw new AgentFailure("bad-request", `refusing file path '${rel}' (must be relative, inside the install)`);
+    }
+    return join(this.installDir(), norm);
+  }
+
+  /** Handle one request; returns the reply header and payload (or null for no reply). */
+  async handle(h: Header, payload: Uint8Array): Promise<{ header: Record<string, unknown>; payload?: Uint8Array } | null> {
+    switch (h.t) {
+      case "hello":
+        return {
+          header: {
+            protocol: PROTOCOL_VERSION,
+            agentVersion: AGENT_VERSION,
+            capabilities: CAPABILITIES,
+            home: this.home,
+            installDir: this.installDir(),
+            installed: this.installed(),
+            pid: process.pid,
+            facts: collectFacts(),
+          },
+        };
+      case "facts":
+        return { header: { facts: collectFacts() } };
+      case "put.begin":
+        return { header: this.putBegin(h) };
+      case "put.chunk": {
+        const u = this.uploads.get(Number(h.put));
+        if (!u) return null; // the begin failed and was answered; drop its chunks
+        if (u.failed) return null;
+        if (u.received + payload.length > u.size) {
+          u.failed = new AgentFailure("size-mismatch", `more bytes than the announced ${u.size}`);
+          return null;
+        }
+        let off = 0;
+        while (off < payload.length) off += fs.writeSync(u.fd, payload, off, payload.length - off);
+        u.hash.update(payload);
+        u.received += payload.length;
+        return null;
+      }
+      case "put.end":
+        return { header: this.putEnd(Number(h.put)) };
+      case "put.abort": {
+        const u = this.uploads.get(Number(h.put));
+        if (u) {
+          fs.closeSync(u.fd);
+          fs.rmSync(u.tmp, { force: true });
+          this.uploads.delete(Number(h.put));
+        }
+        return { header: {} };
+      }
+      case "install.commit": {
+        const info = h.info as Record<string, unknown>;
+        if (typeof info !== "object" || info === null) throw new AgentFailure("bad-request", "install.commit needs info");
+        const record = { ...info, installDir: this.installDir(), installedAt: new Date().toISOString() };
+        writeAtomic(join(this.home, "installed.json"), `${JSON.stringify(record, null, 2)}\n`);
+        return { header: { installed: record } };
+      }
+      case "install.prune": {
+        const keep = this.installDir();
+        const removed: string[] = [];
+        const root = join(this.home, "install");
+        for (const d of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+          const p = join(root, d);
+          if (resolve(p) !== resolve(keep)) {
+            fs.rmSync(p, { recursive: true, force: true });
+            removed.push(d);
+          }
+        }
+        return { header: { removed } };
+      }
+      case "runtime.check": {
+        const ort = this.loadOrt(typeof h.backend === "string" ? h.backend : undefined);
+        return { header: { versions: ort.env?.versions ?? {} } };
+      }
+      case "models.list":
+        return { header: { current: this.currentSha(), history: this.history(), models: this.listModels() } };
+      case "current.get":
+        return { header: { current: this.currentSha() } };
+      case "current.set":
+        return { header: this.setCurrent(String(h.sha256), Number(h.keep ?? 3)) };
+      case "rollback":
+        return { header: this.rollback() };
+      case "evaluate.open":
+        return { header: await this.evalOpen(h) };
+      case "evaluate.batch":
+        return await this.evalBatch(h, payload);
+      case "evaluate.close": {
+        const s = this.sessions.get(Number(h.session));
+        this.sessions.delete(Number(h.session));
+        if (s?.session.release) await s.session.release();
+        return { header: { runs: s?.runs ?? 0, maxRSS: process.resourceUsage().maxRSS * 1024 } };
+      }
+      case "bye":
+        return { header: {} };
+      default:
+        throw new AgentFailure("unknown-request", `unknown request type '${h.t}' (agent ${AGENT_VERSION})`);
+    }
+  }
+
+  private putBegin(h: Header): Record<string, unknown> {
+    const sha = String(h.sha256 ?? "");
+    const size = Number(h.size);
+    if (!SHA.test(sha)) throw new AgentFailure("bad-request", "put.begin needs a sha256 hex digest");
+    if (!Number.isSafeInteger(size) || size < 0) throw new AgentFailure("bad-request", "put.begin needs a size");
+    const kind = h.kind === "file" ? "file" : "model";
+    const final = kind === "model" ? this.modelPath(sha) : this.safeInstallPath(String(h.path ?? ""));
+    if (fs.existsSync(final) && fs.statSync(final).size === size && sha256File(final) === sha) {
+      return { exists: true, path: final };
+    }
+    const tmp = join(this.home, "tmp", `${sha.slice(0, 16)}-${Number(h.id)}.${process.pid}.part`);
+    const fd = fs.openSync(tmp, "w", 0o644);
+    const name = typeof h.name === "string" ? h.name : undefined;
+    const mode = typeof h.mode === "number" ? h.mode : 0o644;
+    this.uploads.set(Number(h.id), {
+      fd, tmp, final, kind, size, sha256: sha, received: 0, hash: createHash("sha256"), name,
+    });
+    if (mode !== 0o644) fs.chmodSync(tmp, mode & 0o755);
+    return { exists: false };
+  }
+
+  private putEnd(id: number): Record<string, unknown> {
+    const u = this.uploads.get(id);
+    if (!u) throw new AgentFailure("bad-request", `no upload ${id} in progress`);
+    this.uploads.delete(id);
+    try {
+      if (u.failed) throw u.failed;
+      fs.fsyncSync(u.fd);
+      fs.closeSync(u.fd);
+      u.fd = -1;
+      if (u.received !== u.size) {
+        throw new AgentFailure("size-mismatch", `received ${u.received} bytes, expected ${u.size}`);
+      }
+      const got = u.hash.digest("hex");
+      if (got !== u.sha256) throw new AgentFailure("sha256-mismatch", `sha256 ${got} does not match ${u.sha256}`);
+      fs.mkdirSync(dirname(u.final), { recursive: true });
+      if (u.kind === "model") {
+        writeAtomic(
+          join(dirname(u.final), "meta.json"),
+          JSON.stringify({ name: u.name ?? null, size: u.size, uploadedAt: new Date().toISOString() }),
+        );
+      }
+      fs.renameSync(u.tmp, u.final);
+      fsyncDir(dirname(u.final));
+      return { path: u.final, sha256: got };
+    } catch (e) {
+      if (u.fd >= 0) fs.closeSync(u.fd);
+      fs.rmSync(u.tmp, { force: true });
+      throw e;
+    }
+  }
+
+  private setCurrent(sha: string, keep: number): Record<string, unknown> {
+    this.resolveModel(sha);
+    const previous = this.currentSha();
+    const hist = this.history().filter((s) => s !== sha);
+    hist.push(sha);
+    this.setCurrentPointer(sha);
+    const kept = Math.max(1, Math.floor(keep) || 1);
+    const trimmed = hist.slice(-kept);
+    writeAtomic(join(this.home, "history.json"), JSON.stringify(trimmed));
+    const removed: string[] = [];
+    for (const m of this.listModels()) {
+      const s = String(m.sha256);
+      if (!trimmed.includes(s)) {
+        fs.rmSync(join(this.home, "models", s), { recursive: true, force: true });
+        removed.push(s);
+      }
+    }
+    return { previous, current: sha, history: trimmed, removed };
+  }
+
+  private rollback(): Record<string, unknown> {
+    const cur = this.currentSha();
+    const hist = this.history();
+    const idx = cur ? hist.lastIndexOf(cur) : hist.length;
+    const candidates = hist.slice(0, idx).filter((s) => fs.existsSync(this.modelPath(s)));
+    const to = candidates.at(-1);
+    if (!to) throw new AgentFailure("no-previous", "there is no earlier version to roll back to");
+    this.setCurrentPointer(to);
+    const next = hist.slice(0, hist.lastIndexOf(to) + 1);
+    writeAtomic(join(this.home, "history.json"), JSON.stringify(next));
+    return { from: cur, to, history: next };
+  }
+
+  private async evalOpen(h: Header): Promise<Record<string, unknown>> {
+    const sha = this.resolveModel(String(h.model ?? "current"));
+    const ort = this.loadOrt();
+    const opts: Record<string, unknown> = { graphOptimizationLevel: "all", executionMode: "sequential", logSeverityLevel: 3 };
+    if (typeof h.threads === "number" && h.threads > 0) {
+      opts.intraOpNumThreads = h.threads;
+      opts.interOpNumThreads = 1;
+    }
+    if (h.config && typeof h.config === "object") opts.extra = h.config;
+    let session: OrtSession;
+    try {
+      session = await ort.InferenceSession.create(this.modelPath(sha), opts);
+    } catch (e) {
+      throw new AgentFailure("model-load", `onnxruntime cannot load model ${sha}: ${(e as Error).message}`);
+    }
+    const id = this.nextSession++;
+    this.sessions.set(id, { session, sha256: sha, runs: 0 });
+    return { session: id, sha256: sha, inputs: session.inputNames, outputs: session.outputNames };
+  }
+
+  private async evalBatch(h: Header, payload: Uint8Array): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
+    const s = this.sessions.get(Number(h.session));
+    if (!s) throw new AgentFailure("bad-request", `no evaluation session ${String(h.session)}`);
+    const ort = this.loadOrt();
+    const feeds: Record<string, OrtTensor> = {};
+    let batch = 1;
+    for (const ref of h.inputs as TensorRef[]) {
+      feeds[ref.name] = new ort.Tensor(ref.dtype, unpackTensor(ref, payload), ref.dims);
+      batch = ref.dims[0] ?? 1;
+    }
+    const fetches = Array.isArray(h.outputs) && h.outputs.length ? (h.outputs as string[]) : undefined;
+    const t0 = process.hrtime.bigint();
+    let res: Record<string, OrtTensor>;
+    try {
+      res = fetches ? await s.session.run(feeds, fetches) : await s.session.run(feeds);
+    } catch (e) {
+      throw new AgentFailure("run-failed", `onnxruntime run failed: ${(e as Error).message}`);
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    s.runs++;
+    const names = fetches ?? s.session.outputNames;
+    const packed = packTensors(
+      names.map((n) => {
+        const t = res[n]!;
+        return { name: n, dtype: t.type, dims: [...t.dims], data: t.data as ArrayBufferView };
+      }),
+    );
+    let correct: number | null = null;
+    if (h.labels) {
+      const labels = unpackTensor(h.labels as TensorRef, payload) as BigInt64Array;
+      const first = res[names[0]!]!;
+      const data = first.data as Float32Array;
+      const k = data.length / labels.length;
+      correct = 0;
+      for (let i = 0; i < labels.length; i++) {
+        let best = 0;
+        for (let j = 1; j < k; j++) if (data[i * k + j]! > data[i * k + best]!) best = j;
+        if (BigInt(best) === labels[i]) correct++;
+      }
+    }
+    return {
+      header: { outputs: packed.refs, ms, perSampleMs: ms / Math.max(1, batch), correct, maxRSS: process.resourceUsage().maxRSS * 1024 },
+      payload: packed.payload,
+    };
+  }
+}
+
+/** Run the agent on a byte stream until the host says bye or the stream ends. */
+export async function serve(home: string, input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Promise<void> {
+  const agent = new Agent(home);
+  const decoder = new FrameDecoder();
+  let chain: Promise<void> = Promise.resolve();
+  let done = false;
+  const write = (header: Header, payload?: Uint8Array): void => {
+    output.write(encodeFrame(header, payload));
+  };
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    agent.abortUploads();
+  };
+  for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGPIPE"] as const) {
+    process.on(sig, () => {
+      finish();
+      process.exit(sig === "SIGPIPE" ? 0 : 1);
+    });
+  }
+  output.on("error", () => {
+    finish();
+    process.exit(0);
+  });
+  await new Promise<void>((resolveDone) => {
+    input.on("data", (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        write({ t: "error", code: "bad-frame", message: (e as Error).message });
+        finish();
+        resolveDone();
+        return;
+      }
+      for (const f of frames) {
+        chain = chain.then(async () => {
+          if (done) return;
+          const id = f.header.id;
+          try {
+            const reply = await agent.handle(f.header, f.payload);
+            if (reply) write({ t: "ok", id, ...reply.header }, reply.payload);
+            if (f.header.t === "bye") {
+              finish();
+              resolveDone();
+            }
+          } catch (e) {
+            const code = e instanceof AgentFailure ? e.code : "internal";
+            write({ t: "error", id, code, message: (e as Error).message });
+          }
+        });
+      }
+    });
+    input.on("end", () => {
+      chain.then(() => {
+        finish();
+        resolveDone();
+      });
+    });
+    input.on("error", () => {
+      finish();
+      resolveDone();
+    });
+  });
+  await chain;
+}
+
+function parseArgs(argv: string[]): { home: string; facts: boolean } {
+  let home = join(os.homedir(), ".qat-agent");
+  let facts = false;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--home" && argv[i + 1] !== undefined) home = argv[++i]!;
+    else if (argv[i] === "--facts") facts = true;
+    else if (argv[i] === "--version") {
+      process.stdout.write(`${AGENT_VERSION} protocol ${PROTOCOL_VERSION}\n`);
+      process.exit(0);
+    } else {
+      process.stderr.write(`qat-agent: unknown argument '${argv[i]}' (usage: agent.mjs [--home DIR] [--facts])\n`);
+      process.exit(2);
+    }
+  }
+  return { home, facts };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { home, facts } = parseArgs(argv);
+  if (facts) {
+    process.stdout.write(`${JSON.stringify(collectFacts())}\n`);
+    return;
+  }
+  // stdout carries frames only: anything a library prints goes to stderr
+  console.log = console.error;
+  console.info = console.error;
+  console.warn = console.error;
+  await serve(home, process.stdin, process.stdout);
+  process.stdout.end(() => process.exit(0));
+}
+
+const self = fileURLToPath(import.meta.url);
+let invoked = "";
+try {
+  invoked = process.argv[1] ? fs.realpathSync(process.argv[1]) : "";
+} catch {
+  invoked = "";
+}
+if (invoked && invoked === fs.realpathSync(self)) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(`qat-agent: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,325 @@
+/**
+ * The host side of the agent protocol: requests with ids, replies matched to them, binary payloads beside JSON
+ * headers. Works on any Channel (local child, qemu child, SSH exec channel).
+ */
+import { createHash } from "node:crypto";
+import {
+  type BoardFacts,
+  encodeFrame,
+  FrameDecoder,
+  type Header,
+  PROTOCOL_VERSION,
+  packTensors,
+  type TensorRef,
+  unpackTensor,
+} from "./agent/agent.js";
+import { AgentNotInstalledError, ProtocolError, RemoteError } from "./errors.js";
+import type { Channel } from "./transport/channel.js";
+
+export interface Hello {
+  protocol: number;
+  agentVersion: string;
+  capabilities: string[];
+  home: string;
+  installDir: string;
+  installed: InstalledInfo | null;
+  pid: number;
+  facts: BoardFacts;
+}
+
+export interface InstalledInfo {
+  key: string;
+  agentVersion: string;
+  agentSha256: string;
+  backend: string;
+  runtimeVersion: string;
+  arch: string;
+  installDir?: string;
+  installedAt?: string;
+}
+
+export interface ModelEntry {
+  sha256: string;
+  size: number;
+  name?: string | null;
+  uploadedAt?: string;
+  storedAt?: string;
+}
+
+export interface ModelList {
+  current: string | null;
+  history: string[];
+  models: ModelEntry[];
+}
+
+export interface HostTensor {
+  name: string;
+  dtype: string;
+  dims: number[];
+  data: Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+}
+
+export interface BatchResult {
+  outputs: HostTensor[];
+  ms: number;
+  perSampleMs: number;
+  correct: number | null;
+  maxRSS: number;
+}
+
+interface Pending {
+  resolve: (f: { header: Header; payload: Uint8Array }) => void;
+  reject: (e: Error) => void;
+  type: string;
+}
+
+/** Chunk size of uploads: big enough to keep the link busy, small enough to abort quickly. */
+export const CHUNK = 256 * 1024;
+
+export class AgentClient {
+  private decoder = new FrameDecoder();
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  private stderrTail = "";
+  private closedWith?: Error;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+
+  constructor(
+    readonly channel: Channel,
+    /** The device, for messages. */
+    readonly device: string,
+  ) {
+    channel.stdout.on("data", (b: Buffer) => this.onData(b));
+    channel.stderr.on("data", (b: Buffer) => {
+      this.stderrTail = (this.stderrTail + b.toString("utf8")).slice(-4000);
+    });
+    channel.stdin.on("error", () => {
+      // reported through the exit below
+    });
+    this.exited = channel.exited.then((r) => {
+      // let late stderr arrive before explaining the exit
+      return new Promise((res) => setTimeout(() => res(r), 50));
+    });
+    this.exited.then((r) => this.fail(this.exitError(r)));
+  }
+
+  /** What the agent wrote to stderr lately (for diagnostics). */
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  private exitError(r: { code: number | null; signal: string | null }): Error {
+    const tail = this.stderrTail.trim();
+    if (/Cannot find module|ERR_MODULE_NOT_FOUND|No such file/.test(tail) && /agent\.mjs/.test(tail)) {
+      return new AgentNotInstalledError("agent-missing", "the qat agent is not installed on the board", {
+        device: this.device,
+        hint: "run `qat device setup` for this device",
+      });
+    }
+    if (r.code === 127 || /not found/.test(tail.split("\n").at(-1) ?? "")) {
+      return new AgentNotInstalledError("node-missing", `the board cannot start Node.js (${tail.split("\n").at(-1) ?? "exit 127"})`, {
+        device: this.device,
+        hint: "install Node.js ≥ 18 on the board, or set the device's node path",
+      });
+    }
+    const how = r.signal ? `was killed (${r.signal})` : r.code === null ? "lost its connection" : `exited with code ${r.code}`;
+    return new ProtocolError("agent-exited", `the agent ${how}${tail ? `: ${tail.split("\n").slice(-3).join(" | ")}` : ""}`, {
+      device: this.device,
+    });
+  }
+
+  private onData(b: Buffer): void {
+    let frames;
+    try {
+      frames = this.decoder.push(b);
+    } catch (e) {
+      this.fail(new ProtocolError("bad-frame", `the agent's stream is corrupt: ${(e as Error).message}`, { device: this.device }));
+      this.channel.kill();
+      return;
+    }
+    for (const f of frames) {
+      const id = f.header.id;
+      const p = typeof id === "number" ? this.pending.get(id) : undefined;
+      if (!p) {
+        if (f.header.t === "error") {
+          this.fail(new RemoteError(String(f.header.code ?? "error"), String(f.header.message), { device: this.device }));
+        }
+        continue;
+      }
+      this.pending.delete(id!);
+      if (f.header.t === "error") {
+        p.reject(
+          new RemoteError(String(f.header.code ?? "error"), `${p.type}: ${String(f.header.message)}`, { device: this.device }),
+        );
+      } else p.resolve(f);
+    }
+  }
+
+  private fail(e: Error): void {
+    this.closedWith ??= e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  private write(header: Header, payload?: Uint8Array): boolean {
+    if (this.closedWith) throw this.closedWith;
+    return this.channel.stdin.write(encodeFrame(header, payload));
+  }
+
+  /** Send a request and wait for its reply. */
+  request(type: string, fields: Record<string, unknown> = {}, payload?: Uint8Array): Promise<{ header: Header; payload: Uint8Array }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      if (this.closedWith) return reject(this.closedWith);
+      this.pending.set(id, { resolve, reject, type });
+      try {
+        this.write({ ...fields, t: type, id }, payload);
+      } catch (e) {
+        this.pending.delete(id);
+        reject(e as Error);
+      }
+    });
+  }
+
+  /** Send without waiting for a reply; resolves when the link has room for more (backpressure). */
+  private async send(type: string, fields: Record<string, unknown>, payload?: Uint8Array): Promise<void> {
+    if (!this.write({ ...fields, t: type, id: this.nextId++ }, payload)) {
+      await new Promise<void>((res, rej) => {
+        const onDrain = (): void => {
+          cleanup();
+          res();
+        };
+        const onExit = (): void => {
+          cleanup();
+          rej(this.closedWith ?? new ProtocolError("agent-exited", "the agent stopped", { device: this.device }));
+        };
+        const cleanup = (): void => {
+          this.channel.stdin.off("drain", onDrain);
+          clearInterval(poll);
+        };
+        const poll = setInterval(() => this.closedWith && onExit(), 100);
+        this.channel.stdin.once("drain", onDrain);
+      });
+    }
+  }
+
+  async hello(): Promise<Hello> {
+    const r = await this.request("hello", { protocol: PROTOCOL_VERSION });
+    const h = r.header as unknown as Hello;
+    if (h.protocol !== PROTOCOL_VERSION) {
+      throw new AgentNotInstalledError("protocol-mismatch", `the agent speaks protocol ${h.protocol}, this qat speaks ${PROTOCOL_VERSION}`, {
+        device: this.device,
+        hint: "run `qat device setup` to install the matching agent",
+      });
+    }
+    return h;
+  }
+
+  async facts(): Promise<BoardFacts> {
+    return (await this.request("facts")).header.facts as BoardFacts;
+  }
+
+  /**
+   * Upload bytes: to the content-addressed model store (kind "model"), or to a path inside the agent's install
+   * folder (kind "file"). The board writes a temporary file, fsyncs it, checks size and sha256, then renames it.
+   * Returns whether it was already there.
+   */
+  async put(
+    bytes: Uint8Array,
+    target: { kind: "model"; name?: string } | { kind: "file"; path: string; mode?: number },
+    opts: { onProgress?: (sent: number, total: number) => void } = {},
+  ): Promise<{ sha256: string; path: string; existed: boolean }> {
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const begin = await this.request("put.begin", { ...target, size: bytes.length, sha256 });
+    if (begin.header.exists) return { sha256, path: String(begin.header.path), existed: true };
+    const put = begin.header.id;
+    for (let off = 0; off < bytes.length; off += CHUNK) {
+      await this.send("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + CHUNK)));
+      opts.onProgress?.(Math.min(bytes.length, off + CHUNK), bytes.length);
+    }
+    const end = await this.request("put.end", { put });
+    if (end.header.sha256 !== sha256) {
+      throw new ProtocolError("sha256-mismatch", `the board stored ${String(end.header.sha256)}, expected ${sha256}`, { device: this.device });
+    }
+    return { sha256, path: String(end.header.path), existed: false };
+  }
+
+  async list(): Promise<ModelList> {
+    return (await this.request("models.list")).header as unknown as ModelList;
+  }
+
+  async current(): Promise<string | null> {
+    return ((await this.request("current.get")).header.current as string | null) ?? null;
+  }
+
+  async setCurrent(sha256: string, keep: number): Promise<{ previous: string | null; current: string; history: string[]; removed: string[] }> {
+    return (await this.request("current.set", { sha256, keep })).header as never;
+  }
+
+  async rollback(): Promise<{ from: string | null; to: string; history: string[] }> {
+    return (await this.request("rollback")).header as never;
+  }
+
+  async commitInstall(info: InstalledInfo): Promise<InstalledInfo> {
+    return (await this.request("install.commit", { info })).header.installed as InstalledInfo;
+  }
+
+  /** Load the runtime on the board (fails with the loader's message, e.g. a too-old glibc). */
+  async runtimeCheck(backend?: string): Promise<{ versions: Record<string, string> }> {
+    return (await this.request("runtime.check", { backend })).header as never;
+  }
+
+  /** Remove agent installs other than the running one. */
+  async pruneInstalls(): Promise<string[]> {
+    return (await this.request("install.prune")).header.removed as string[];
+  }
+
+  async openEvaluation(
+    model: string,
+    opts: { threads?: number; config?: Record<string, unknown> } = {},
+  ): Promise<{ session: number; sha256: string; inputs: string[]; outputs: string[] }> {
+    return (await this.request("evaluate.open", { model, ...opts })).header as never;
+  }
+
+  async runBatch(session: number, inputs: HostTensor[], labels?: BigInt64Array, outputs?: string[]): Promise<BatchResult> {
+    const all = labels ? [...inputs, { name: "__labels", dtype: "int64", dims: [labels.length], data: labels }] : inputs;
+    const { refs, payload } = packTensors(all);
+    const r = await this.request(
+      "evaluate.batch",
+      { session, inputs: labels ? refs.slice(0, -1) : refs, labels: labels ? refs.at(-1) : undefined, outputs },
+      payload,
+    );
+    const h = r.header;
+    return {
+      outputs: (h.outputs as TensorRef[]).map((ref) => ({
+        name: ref.name,
+        dtype: ref.dtype,
+        dims: ref.dims,
+        data: unpackTensor(ref, r.payload),
+      })),
+      ms: Number(h.ms),
+      perSampleMs: Number(h.perSampleMs),
+      correct: (h.correct as number | null) ?? null,
+      maxRSS: Number(h.maxRSS),
+    };
+  }
+
+  async closeEvaluation(session: number): Promise<{ runs: number; maxRSS: number }> {
+    return (await this.request("evaluate.close", { session })).header as never;
+  }
+
+  /** Say bye, close stdin and wait for the agent to exit. */
+  async close(): Promise<void> {
+    if (!this.closedWith) {
+      try {
+        await this.request("bye");
+      } catch {
+        // already gone
+      }
+    }
+    this.channel.stdin.end();
+    const timer = setTimeout(() => this.channel.kill(), 10_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}

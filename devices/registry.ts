@@ -1,0 +1,215 @@
+/**
+ * The device registry: named boards in a JSON file (~/.config/qat/devices.json, or $QAT_DEVICES, or a path given
+ * by the caller). Device URIs: `ssh://user@host[:port]` (host may be an ~/.ssh/config alias), `local`,
+ * `emulated:rpi4`. With no device configured, the emulated Raspberry Pi 4 is the default.
+ */
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../src/train/atomic.js";
+import { RegistryError } from "./errors.js";
+import type { Transport } from "./transport/channel.js";
+import { type EmulatorOptions, emulatedTransport, ensureEmulator } from "./transport/emulator.js";
+import { LocalTransport } from "./transport/local.js";
+import { connectSsh } from "./transport/ssh.js";
+
+export type DeviceAddress =
+  | { kind: "local" }
+  | { kind: "emulated"; board: "rpi4" }
+  | { kind: "ssh"; host: string; user?: string; port?: number };
+
+export interface DeviceEntry {
+  name: string;
+  uri: string;
+  /** ssh: private key file. */
+  key?: string;
+  /** The board's node command (a path, e.g. /home/pi/.nvm/versions/node/v20.11.0/bin/node). */
+  node?: string;
+  /** The agent's home on the board. */
+  home?: string;
+  /** ssh: record the host key on first contact. */
+  acceptNew?: boolean;
+  knownHostsFile?: string;
+  sshConfigFile?: string;
+  connectTimeoutMs?: number;
+  addedAt?: string;
+}
+
+export interface RegistryFile {
+  version: 1;
+  default?: string;
+  devices: DeviceEntry[];
+}
+
+export interface RegistryOptions {
+  /** The registry file (default $QAT_DEVICES, else $XDG_CONFIG_HOME/qat/devices.json, else ~/.config/qat/devices.json). */
+  path?: string;
+}
+
+export const DEFAULT_DEVICE_URI = "emulated:rpi4";
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function registryPath(opts: RegistryOptions = {}): string {
+  if (opts.path) return opts.path;
+  if (process.env.QAT_DEVICES) return process.env.QAT_DEVICES;
+  const xdg = process.env.XDG_CONFIG_HOME;
+  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".config"), "qat", "devices.json");
+}
+
+/** Parse a device URI. Raises RegistryError (exit 2) saying what a valid one looks like. */
+export function parseDeviceUri(uri: string): DeviceAddress {
+  if (uri === "local") return { kind: "local" };
+  if (uri.startsWith("emulated:")) {
+    const board = uri.slice("emulated:".length);
+    if (board === "rpi4") return { kind: "emulated", board };
+    throw new RegistryError("bad-uri", `unknown emulated board '${board}' in '${uri}'`, { hint: "the emulated board is emulated:rpi4" });
+  }
+  const m = /^ssh:\/\/(?:([^@/:\s]+)@)?(\[[0-9A-Fa-f:.]+\]|[^@/:\s[\]]+)(?::(\d+))?\/?$/.exec(uri);
+  if (m) {
+    const port = m[3] === undefined ? undefined : Number(m[3]);
+    if (port !== undefined && (port < 1 || port > 65535)) {
+      throw new RegistryError("bad-uri", `port ${port} in '${uri}' is not 1–65535`);
+    }
+    const host = m[2]!.startsWith("[") ? m[2]!.slice(1, -1) : m[2]!;
+    return { kind: "ssh", host, user: m[1], port };
+  }
+  throw new RegistryError("bad-uri", `'${uri}' is not a device URI`, {
+    hint: "use ssh://user@host[:port], local, or emulated:rpi4",
+  });
+}
+
+export function readRegistry(opts: RegistryOptions = {}): RegistryFile {
+  const path = registryPath(opts);
+  if (!existsSync(path)) return { version: 1, devices: [] };
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new RegistryError("bad-registry", `${path} is not valid JSON (${(e as Error).message})`, {
+      hint: "fix or delete the file",
+    });
+  }
+  const f = data as RegistryFile;
+  if (typeof f !== "object" || f === null || f.version !== 1 || !Array.isArray(f.devices)) {
+    throw new RegistryError("bad-registry", `${path} is not a qat device registry (version 1 with a devices list)`, {
+      hint: "fix or delete the file",
+    });
+  }
+  for (const d of f.devices) {
+    if (typeof d?.name !== "string" || typeof d.uri !== "string") {
+      throw new RegistryError("bad-registry", `${path}: every device needs a name and a uri`, { hint: "fix or delete the file" });
+    }
+  }
+  return f;
+}
+
+function writeRegistry(f: RegistryFile, opts: RegistryOptions): void {
+  const path = registryPath(opts);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileAtomic(path, `${JSON.stringify(f, null, 2)}\n`);
+}
+
+export function listDevices(opts: RegistryOptions = {}): DeviceEntry[] {
+  return readRegistry(opts).devices;
+}
+
+/** Add a device (or replace it with `replace`). Validates the name and URI. */
+export function addDevice(entry: DeviceEntry, opts: RegistryOptions & { replace?: boolean; makeDefault?: boolean } = {}): DeviceEntry {
+  if (!NAME.test(entry.name)) {
+    throw new RegistryError("bad-name", `'${entry.name}' is not a device name`, {
+      hint: "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
+    });
+  }
+  const addr = parseDeviceUri(entry.uri);
+  if (addr.kind !== "ssh" && (entry.key || entry.acceptNew || entry.knownHostsFile)) {
+    throw new RegistryError("bad-option", `key, acceptNew and knownHostsFile apply to ssh:// devices, not '${entry.uri}'`, {
+      device: entry.name,
+    });
+  }
+  const f = readRegistry(opts);
+  const at = f.devices.findIndex((d) => d.name === entry.name);
+  if (at >= 0 && !opts.replace) {
+    throw new RegistryError("exists", `a device named '${entry.name}' already exists (${f.devices[at]!.uri})`, {
+      hint: "remove it first, or choose another name",
+    });
+  }
+  const stored: DeviceEntry = { ...entry, addedAt: entry.addedAt ?? new Date().toISOString() };
+  if (at >= 0) f.devices[at] = stored;
+  else f.devices.push(stored);
+  if (opts.makeDefault) f.default = entry.name;
+  writeRegistry(f, opts);
+  return stored;
+}
+
+export function removeDevice(name: string, opts: RegistryOptions = {}): DeviceEntry {
+  const f = readRegistry(opts);
+  const at = f.devices.findIndex((d) => d.name === name);
+  if (at < 0) throw new RegistryError("unknown-device", `no device named '${name}' in ${registryPath(opts)}`, { hint: "see `qat device list`" });
+  const [gone] = f.devices.splice(at, 1);
+  if (f.default === name) delete f.default;
+  writeRegistry(f, opts);
+  return gone!;
+}
+
+/**
+ * The device to use: a registry name, a URI, or (nothing given) the registry's default — the only device when
+ * there is one, the emulated Raspberry Pi 4 when there is none.
+ */
+export function resolveDevice(nameOrUri: string | undefined, opts: RegistryOptions = {}): DeviceEntry {
+  const f = readRegistry(opts);
+  if (nameOrUri === undefined) {
+    if (f.default) return resolveDevice(f.default, opts);
+    if (f.devices.length === 1) return f.devices[0]!;
+    if (f.devices.length === 0) return { name: DEFAULT_DEVICE_URI, uri: DEFAULT_DEVICE_URI };
+    throw new RegistryError("ambiguous-device", `${f.devices.length} devices are registered and none is the default`, {
+      hint: `pass --device with one of: ${f.devices.map((d) => d.name).join(", ")}`,
+    });
+  }
+  const named = f.devices.find((d) => d.name === nameOrUri);
+  if (named) return named;
+  if (nameOrUri === "local" || nameOrUri.startsWith("emulated:") || nameOrUri.includes("://")) {
+    parseDeviceUri(nameOrUri);
+    return { name: nameOrUri, uri: nameOrUri };
+  }
+  throw new RegistryError("unknown-device", `no device named '${nameOrUri}' in ${registryPath(opts)}`, {
+    hint: "add it with `qat device add NAME URI`, or give a URI (ssh://user@host, local, emulated:rpi4)",
+  });
+}
+
+export interface OpenOptions {
+  /** Emulator options (cache folder, arm64 Node version) for emulated devices. */
+  emulator?: EmulatorOptions;
+  /** ssh: passphrase for an encrypted key; ssh-agent socket. */
+  passphrase?: string;
+  agent?: string | false;
+}
+
+/** Connect to a device: a transport to run the agent on. Close it when done. */
+export async function openDevice(entry: DeviceEntry, opts: OpenOptions = {}): Promise<Transport> {
+  const addr = parseDeviceUri(entry.uri);
+  const node = entry.node ? [entry.node] : undefined;
+  switch (addr.kind) {
+    case "local":
+      return new LocalTransport({ node, home: entry.home, label: entry.name });
+    case "emulated": {
+      const emu = await ensureEmulator(opts.emulator);
+      return emulatedTransport(emu, { home: entry.home, label: entry.name });
+    }
+    case "ssh":
+      return connectSsh({
+        host: addr.host,
+        user: addr.user,
+        port: addr.port,
+        identityFiles: entry.key ? [entry.key] : undefined,
+        passphrase: opts.passphrase,
+        agent: opts.agent,
+        acceptNew: entry.acceptNew,
+        knownHostsFile: entry.knownHostsFile,
+        configFile: entry.sshConfigFile,
+        connectTimeoutMs: entry.connectTimeoutMs,
+        node,
+        home: entry.home,
+        device: entry.name,
+      });
+  }
+}

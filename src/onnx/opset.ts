@@ -1,0 +1,2 @@
+/** Opset normalisation: see ./opset/index.ts (one file per family of converters). */
+export * from "./opset/index.js";

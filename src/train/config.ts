@@ -1,0 +1,75 @@
+import type { OptimizerSpec } from "./optimizers.js";
+import type { ScheduleSpec } from "./schedules.js";
+
+/** Everything a training run depends on. `config.json` in the run folder holds it fully resolved. */
+export interface TrainConfig {
+  /** A zoo model name (mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny). */
+  model: string;
+  /** A named dataset (mnist, fashion-mnist, cifar10). */
+  data: string;
+  /** Folder searched first for the dataset's files. */
+  dataDir?: string;
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerSpec;
+  /** Learning-rate schedule; its lr is the base learning rate. */
+  schedule: ScheduleSpec;
+  seed: number;
+  /** ORT intra-op threads (results are bit-identical for the same seed and thread count). */
+  threads: number;
+  /** Share of the training set held out for validation (0: evaluate on the test set each epoch). */
+  valFraction: number;
+  augment: { cropPadding: number; flip: boolean };
+  /** Stop when the evaluation accuracy has not improved for this many epochs (0: never). */
+  patience: number;
+  /** Write checkpoint.onnx every this many steps (and at the end of every epoch). */
+  checkpointEvery: number;
+  /** Stop after this many optimizer steps in total (0: no limit). */
+  maxSteps: number;
+  /** Evaluate on at most this many samples (0: all). */
+  evalLimit: number;
+}
+
+export const DEFAULTS: TrainConfig = {
+  model: "mnist-cnn",
+  data: "mnist",
+  epochs: 1,
+  batchSize: 64,
+  optimizer: { kind: "sgd", momentum: 0.9 },
+  schedule: { kind: "constant", lr: 0.05 },
+  seed: 1,
+  threads: 0,
+  valFraction: 0,
+  augment: { cropPadding: 0, flip: false },
+  patience: 0,
+  checkpointEvery: 200,
+  maxSteps: 0,
+  evalLimit: 0,
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly exitCode = 2;
+}
+
+/** Merge layers of settings (defaults ← config file ← flags), then check every value. */
+export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
+  const c = { ...DEFAULTS } as TrainConfig;
+  for (const l of layers) {
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  }
+  const positiveInt = (k: keyof TrainConfig) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be a positive integer, got ${v}`);
+  };
+  const nonNegInt = (k: keyof TrainConfig) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${k} must be a whole number ≥ 0, got ${v}`);
+  };
+  positiveInt("epochs");
+  positiveInt("batchSize");
+  positiveInt("checkpointEvery");
+  for (const k of ["seed", "threads", "patience", "maxSteps", "evalLimit"] as const) nonNegInt(k);
+  if (!(c.valFraction >= 0 && c.valFraction < 1)) throw new ConfigError(`valFraction must be in [0, 1), got ${c.valFraction}`);
+  return c;
+}

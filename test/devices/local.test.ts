@@ -1,0 +1,137 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentClient } from "../../devices/client.js";
+import { deployModel, listModels, rollback } from "../../devices/deploy.js";
+import { AgentNotInstalledError, RemoteError } from "../../devices/errors.js";
+import { agentPath, connectAgent, installKey, setupDevice } from "../../devices/setup.js";
+import { LocalTransport } from "../../devices/transport/local.js";
+import { validateModel } from "../../devices/validate.js";
+import { encodeModel, loadModel } from "../../src/onnx/codec.js";
+import { MNIST8, mnistTest } from "./helpers.js";
+
+const dir = mkdtempSync(join(tmpdir(), "qat-local-"));
+const home = join(dir, "agent-home");
+const t = new LocalTransport({ home });
+const mnist = readFileSync(MNIST8);
+// a second, different model: mnist-8 with another producer name (same graph, other bytes)
+const m2 = loadModel(MNIST8);
+m2.producerName = "qat-test-variant";
+const mnistB = encodeModel(m2);
+const m3 = loadModel(MNIST8);
+m3.producerName = "qat-test-variant-3";
+const mnistC = encodeModel(m3);
+
+afterAll(async () => {
+  t.abort();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("local agent end to end", () => {
+  it("refuses to run before setup, with a hint", async () => {
+    await expect(connectAgent(t)).rejects.toBeInstanceOf(AgentNotInstalledError);
+  });
+
+  it("sets up once, and a second setup with the same version does nothing", async () => {
+    const first = await setupDevice(t);
+    expect(first.changed).toBe(true);
+    expect(first.filesSent).toBeGreaterThan(5);
+    expect(first.installed.key).toBe(await installKey());
+    expect(first.runtime.node ?? Object.values(first.runtime)[0]).toBeTruthy();
+    expect(existsSync(join(home, "installed.json"))).toBe(true);
+    expect(existsSync(agentPath(t, first.key))).toBe(true);
+    // the x64 binaries only, not the arm64 ones
+    const bins = readdirSync(join(home, "install", first.key, "node_modules/onnxruntime-node/bin/napi-v6/linux"));
+    expect(bins).toEqual([process.arch]);
+    const again = await setupDevice(t);
+    expect(again.changed).toBe(false);
+    expect(again.filesSent).toBe(0);
+    expect(again.detection.profile.id).toBe(process.arch === "x64" ? "generic-x64" : "generic-arm64");
+  });
+
+  it("deploys into the content-addressed store, keeps the last N, rolls back", async () => {
+    const a = await deployModel(mnist, t, { keep: 2, name: "mnist-8.onnx" });
+    expect(a.uploaded).toBe(true);
+    expect(a.previous).toBeNull();
+    expect(readFileSync(join(home, "models", a.sha256, "model.onnx")).equals(mnist)).toBe(true);
+    expect(readlinkSync(join(home, "current"))).toBe(join("models", a.sha256));
+    const again = await deployModel(mnist, t, { keep: 2 });
+    expect(again.uploaded).toBe(false);
+    const b = await deployModel(mnistB, t, { keep: 2 });
+    expect(b.previous).toBe(a.sha256);
+    const c = await deployModel(mnistC, t, { keep: 2 });
+    expect(c.removed).toEqual([a.sha256]);
+    expect(existsSync(join(home, "models", a.sha256))).toBe(false);
+    const list = await listModels(t);
+    expect(list.current).toBe(c.sha256);
+    expect(list.history).toEqual([b.sha256, c.sha256]);
+    expect(list.models.map((m) => m.sha256).sort()).toEqual([b.sha256, c.sha256].sort());
+    const rb = await rollback(t);
+    expect(rb).toMatchObject({ from: c.sha256, to: b.sha256 });
+    expect(readlinkSync(join(home, "current"))).toBe(join("models", b.sha256));
+    await expect(rollback(t)).rejects.toThrow(/no earlier version/);
+  });
+
+  it("a corrupted upload is refused by its sha256 and leaves nothing behind", async () => {
+    const { client } = await connectAgent(t);
+    try {
+      const before = await client.list();
+      const begin = await client.request("put.begin", { kind: "model", size: mnist.length, sha256: "0".repeat(64) });
+      await client.request("put.chunk", { put: begin.header.id }, mnist).catch(() => {});
+      const err = await client.request("put.end", { put: begin.header.id }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RemoteError);
+      expect((err as RemoteError).code).toBe("sha256-mismatch");
+      const after = await client.list();
+      expect(after.models).toEqual(before.models);
+      expect(readdirSync(join(home, "tmp"))).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("an upload cut mid-way (agent killed) keeps current and shows no partial model", async () => {
+    const { client } = await connectAgent(t);
+    const before = await client.list();
+    const big = new Uint8Array(3 << 20).fill(7);
+    const begin = await client.request("put.begin", { kind: "model", size: big.length, sha256: "a".repeat(64) });
+    // half the bytes, then the plug is pulled
+    await client.request("put.chunk", { put: begin.header.id }, big.subarray(0, 1 << 20)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readdirSync(join(home, "tmp")).length).toBe(1); // the partial upload exists, but only in tmp/
+    client.channel.kill();
+    await client.exited;
+    const after = await listModels(t); // a new agent: cleans what the dead one left
+    expect(after.current).toBe(before.current);
+    expect(after.models.map((m) => m.sha256).sort()).toEqual(before.models.map((m) => m.sha256).sort());
+    expect(readdirSync(join(home, "tmp"))).toEqual([]);
+  });
+
+  it("validates mnist-8 on the local board: identical to the host", async () => {
+    const set = mnistTest(20);
+    const r = await validateModel(mnist, set, t, { maxDrift: 0.01, layers: ["Convolution28_Output_0"] });
+    expect(r.samples).toBe(20);
+    expect(r.batchSize).toBe(1);
+    expect(r.hostAccuracy).toBeGreaterThanOrEqual(0.9);
+    expect(r.boardAccuracy).toBe(r.hostAccuracy);
+    expect(r.agreement).toBe(1);
+    expect(r.output.maxAbs).toBe(0);
+    expect(r.layers[0]!.name).toBe("Convolution28_Output_0");
+    expect(r.layers[0]!.maxAbs).toBe(0);
+    expect(r.exceeded).toBe(false);
+    expect(r.latencyMs.p50).toBeGreaterThan(0);
+    expect(r.latencyMs.p99).toBeGreaterThanOrEqual(r.latencyMs.p50);
+    expect(r.peakRssBytes).toBeGreaterThan(10 << 20);
+    expect(r.perClass.reduce((a, c) => a + c.count, 0)).toBe(20);
+  });
+
+  it("speaks through any byte noise before the first frame", async () => {
+    const key = await installKey();
+    // a login banner on the channel, as a chatty .bashrc would print
+    const ch = await t.spawn(["sh", "-c", 'echo "Welcome to the board"; exec "$0" "$@"', ...t.node, agentPath(t, key), "--home", home]);
+    const client = new AgentClient(ch, "local");
+    const hello = await client.hello();
+    expect(hello.protocol).toBe(1);
+    await client.close();
+  });
+});

@@ -1,0 +1,65 @@
+import { describe, expect, test } from "vitest";
+import { modelOf } from "../../src/onnx/codec.js";
+import { attrInt } from "../../src/onnx/ir.js";
+import { f32, numel } from "../../src/onnx/tensor.js";
+import { openSession, run } from "../../src/runtime/session.js";
+import { stateDict, zooModel, zooNames } from "../../src/nn/index.js";
+import { Rng } from "../../src/train/rng.js";
+
+const expectedParams: Record<string, number> = {
+  // conv 8·1·9+8, conv 16·8·9+16, fc 784·10+10
+  "mnist-cnn": 80 + 1168 + 7850,
+  // 896 + 9248 + 18496 + 36928 + 524416 + 1290
+  "cifar-cnn": 591274,
+};
+
+describe("zoo", () => {
+  for (const name of zooNames()) {
+    test(`${name}: train and eval graphs run in ORT with a symbolic batch`, async () => {
+      const m = zooModel(name, { seed: 1 });
+      const x = f32([3, ...m.inputShape], new Rng(7).uniformArray(3 * numel(m.inputShape), -1, 1));
+      for (const g of [m.train, m.eval]) {
+        const s = await openSession(modelOf(g), { threads: 1 });
+        const out = await run(s, { [m.input]: x });
+        expect(out[m.output]!.dims).toEqual([3, 10]);
+        for (const v of out[m.output]!.data as Float32Array) expect(Number.isFinite(v)).toBe(true);
+      }
+      // the eval graph is inference only
+      const bnEval = m.eval.nodes.filter((n) => n.opType === "BatchNormalization");
+      expect(bnEval.every((n) => attrInt(n, "training_mode", 0) === 0 && n.outputs.length === 1)).toBe(true);
+      expect(m.eval.nodes.some((n) => n.opType === "Dropout")).toBe(false);
+      const bnTrain = m.train.nodes.filter((n) => n.opType === "BatchNormalization");
+      expect(bnTrain.every((n) => attrInt(n, "training_mode", 0) === 1)).toBe(true);
+      expect(bnTrain.length).toBe(bnEval.length);
+    });
+  }
+
+  test("parameter counts and PyTorch state_dict names", () => {
+    for (const [name, count] of Object.entries(expectedParams)) {
+      const m = zooModel(name);
+      expect(m.params.reduce((a, p) => a + numel(m.train.initializers.get(p)!.dims), 0)).toBe(count);
+    }
+    const r = zooModel("resnet8");
+    expect(r.params.slice(0, 3)).toEqual(["conv1.weight", "bn1.weight", "bn1.bias"]);
+    expect(r.buffers.slice(0, 3)).toEqual(["bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"]);
+    expect(r.params).toContain("layer2.0.downsample.0.weight");
+    expect(r.params).toContain("layer3.0.downsample.1.bias");
+    expect(r.params).not.toContain("layer1.0.downsample.0.weight");
+    expect(r.params.at(-1)).toBe("fc.bias");
+    expect(r.train.initializers.get("layer3.0.conv2.weight")!.dims).toEqual([64, 64, 3, 3]);
+    expect(r.updates.get("layer1.0.bn1.running_var")).toBe("layer1.0.bn1.running_var.next");
+    expect(zooModel("mnist-cnn").params).toEqual(["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias"]);
+  });
+
+  test("same seed gives the same weights, another seed other weights", () => {
+    const a = stateDict(zooModel("cifar-cnn", { seed: 3 }));
+    const b = stateDict(zooModel("cifar-cnn", { seed: 3 }));
+    const c = stateDict(zooModel("cifar-cnn", { seed: 4 }));
+    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data as Float32Array).equals(Buffer.from(t.data as Float32Array))).toBe(true);
+    expect((c.get("conv2.weight")!.data as Float32Array)[0]).not.toBe((a.get("conv2.weight")!.data as Float32Array)[0]);
+  });
+
+  test("unknown model names are refused with the list", () => {
+    expect(() => zooModel("resnet50")).toThrow(/no model named 'resnet50'.*mnist-cnn/);
+  });
+});

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError } from "commander";
+import { evalCommand } from "./commands/eval.js";
+import { inspectCommand } from "./commands/inspect.js";
+import { trainCommand } from "./commands/train.js";
+import { exitCodeFor, reportError } from "./output.js";
+
+/** The `qat` program: each command is a thin shell over a library function. */
+export function program(): Command {
+  const p = new Command("qat")
+    .description("Quantization-aware training in ONNX, int8 export, and on-board validation for edge boards")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+  p.addCommand(inspectCommand());
+  p.addCommand(trainCommand());
+  p.addCommand(evalCommand());
+  return p;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version exit 0; usage errors were already printed by commander
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    reportError(err);
+    return exitCodeFor(err);
+  }
+}
+
+const invoked = process.argv[1] ? realpathSync(process.argv[1]) : "";
+if (invoked === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

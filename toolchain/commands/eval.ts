@@ -1,0 +1,55 @@
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { Command } from "commander";
+import { loadModel } from "../../src/onnx/codec.js";
+import { evaluateModel } from "../../src/runtime/evaluate.js";
+import { openDataset } from "../../src/train/data/open.js";
+import { RUN_FILES } from "../../src/train/trainer.js";
+import { UsageError } from "../errors.js";
+import { emit } from "../output.js";
+
+interface EvalFlags {
+  data: string;
+  dataDir?: string;
+  split: "train" | "test";
+  batchSize: string;
+  limit: string;
+  threads: string;
+  json: boolean;
+}
+
+/** `qat eval <model.onnx | run folder> --data <dataset>`: accuracy, per-class accuracy, confusion matrix. */
+export function evalCommand(): Command {
+  return new Command("eval")
+    .description("evaluate an ONNX classifier (or a run folder's model.onnx) on a dataset")
+    .argument("<model>", "an .onnx file or a run folder")
+    .requiredOption("--data <dataset>", "a named dataset (mnist, fashion-mnist, cifar10) or a path")
+    .option("--data-dir <dir>", "folder searched first for a named dataset")
+    .option("--split <split>", "train or test", "test")
+    .option("--batch-size <n>", "batch size (a model with a fixed batch uses its own)", "64")
+    .option("--limit <n>", "evaluate on at most this many samples (0: all)", "0")
+    .option("--threads <n>", "ONNX Runtime threads (0: all cores)", "0")
+    .option("--json", "print one JSON object as the last line of stdout", false)
+    .action(async (target: string, f: EvalFlags) => {
+      const file = existsSync(target) && statSync(target).isDirectory() ? join(target, RUN_FILES.model) : target;
+      if (!existsSync(file)) throw new UsageError(`${file} not found: give an .onnx file or a run folder`);
+      const model = loadModel(file);
+      const ds = await openDataset(f.data, { dataDir: f.dataDir, split: f.split });
+      const m = await evaluateModel(model, ds, {
+        batchSize: Number(f.batchSize),
+        limit: Number(f.limit),
+        threads: Number(f.threads) || undefined,
+      });
+      const names = ds.classNames ?? Array.from({ length: ds.numClasses }, (_, i) => String(i));
+      const lines = [
+        `${file} on ${ds.name} (${f.split}, ${m.count} samples): accuracy ${(100 * m.accuracy).toFixed(2)}%, top-5 ${(100 * m.top5Accuracy).toFixed(2)}%`,
+        "",
+        "class        accuracy",
+        ...m.perClass().map((a, c) => `${names[c]!.padEnd(12)} ${Number.isNaN(a) ? "  n/a" : `${(100 * a).toFixed(2)}%`}`),
+        "",
+        "confusion (rows: true class, columns: predicted)",
+        ...m.confusion.map((row) => row.map((v) => String(v).padStart(5)).join("")),
+      ];
+      emit(f, lines.join("\n"), { model: file, dataset: ds.name, split: f.split, ...m.toJSON() });
+    });
+}
