@@ -181,8 +181,8 @@ export class AgentClient {
     });
   }
 
-  /** Send without waiting for a reply; resolves when the link has room for more (backpressure). */
-  private async send(type: string, fields: Record<string, unknown>, payload?: Uint8Array): Promise<void> {
+  /** Send without waiting for a reply (put.chunk); resolves when the link has room for more (backpressure). */
+  async post(type: string, fields: Record<string, unknown>, payload?: Uint8Array): Promise<void> {
     if (!this.write({ ...fields, t: type, id: this.nextId++ }, payload)) {
       await new Promise<void>((res, rej) => {
         const onDrain = (): void => {
@@ -234,7 +234,7 @@ export class AgentClient {
     if (begin.header.exists) return { sha256, path: String(begin.header.path), existed: true };
     const put = begin.header.id;
     for (let off = 0; off < bytes.length; off += CHUNK) {
-      await this.send("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + CHUNK)));
+      await this.post("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + CHUNK)));
       opts.onProgress?.(Math.min(bytes.length, off + CHUNK), bytes.length);
     }
     const end = await this.request("put.end", { put });

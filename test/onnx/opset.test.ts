@@ -291,6 +291,16 @@ describe("converters, checked against ORT running the original opset", () => {
         ),
     ],
     [
+      "QuantizeLinear-21 int8 output_dtype without zero point (per-axis)",
+      () =>
+        single(
+          "QuantizeLinear",
+          [x([2, 3]), cf("s", [3], [0.01, 0.02, 0.03])],
+          { output_dtype: 3, axis: 1 },
+          { opset: 21 },
+        ),
+    ],
+    [
       "Gemm-9",
       () => single("Gemm", [x([2, 3]), cf("b", [3, 4]), cf("c", [4])], { alpha: 0.5 }, { opset: 9 }),
     ],

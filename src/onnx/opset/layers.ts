@@ -1,5 +1,6 @@
 import type { Node } from "../ir.js";
 import { type Attr, attr } from "../ir.js";
+import { numel } from "../tensor.js";
 import { type ConvertCtx, type Converter, i64vec } from "./context.js";
 
 /**
@@ -178,11 +179,20 @@ export const qdq: Converter = (n: Node, cx: ConvertCtx) => {
   if (t && !["uint8", "int8", "int32"].includes(t))
     cx.fail(n, `type ${t} was added in opset ${t.startsWith("float8") ? 19 : 21} and has no opset 17 form`);
   const od = n.attrs.output_dtype;
-  if (od?.type === "int" && od.value !== 0 && od.value !== 2 && !(od.value === 3 && n.inputs[2])) {
-    cx.fail(n, `output_dtype ${od.value} has no opset 17 form`);
+  const code = od?.type === "int" ? od.value : 0;
+  if (code !== 0 && code !== 2 && code !== 3) cx.fail(n, `output_dtype ${code} has no opset 17 form`);
+  if (code === 3 && !n.inputs[2]) {
+    // an int8 result without a zero point: the opset 17 form says int8 through an explicit zero point of 0
+    const s = cx.shape(n.inputs[1]!);
+    if (!s?.every((d) => typeof d === "number"))
+      cx.fail(n, "an int8 output without a zero point needs the scale's shape");
+    const dims = s as number[];
+    n.inputs[2] = cx.addConst(`${n.name}_zero_point`, {
+      dtype: "int8",
+      dims,
+      data: new Int8Array(numel(dims)),
+    });
   }
-  if (od?.type === "int" && od.value === 3 && !n.inputs[2])
-    cx.fail(n, "an int8 output needs a zero point at opset 17");
   delete n.attrs.output_dtype;
   if (n.attrs.saturate?.type === "int") delete n.attrs.saturate;
 };
