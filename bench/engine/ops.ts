@@ -1,0 +1,110 @@
+/**
+ * Micro-benchmark of the backward pass's costliest pieces, to see what bounds a training step: ways to compute a
+ * 3×3 convolution's weight gradient and MaxPool with/without Indices, at the layer shapes of mnist-cnn and
+ * cifar-cnn (batch 64). Each variant is its own ORT session; time per run is the median of several windows.
+ *
+ *   npm run build && node dist/bench/engine/ops.js [--threads 2]
+ */
+import * as ort from "onnxruntime-node";
+import { encodeModel, modelOf } from "../../src/onnx/codec.js";
+import { Graph } from "../../src/onnx/ir.js";
+import { i64, numel } from "../../src/onnx/tensor.js";
+import { Rng } from "../../src/train/rng.js";
+
+const ti = process.argv.indexOf("--threads");
+const threads = ti > 0 ? Number(process.argv[ti + 1]) : 2;
+
+async function timeGraph(g: Graph, feeds: Record<string, ort.Tensor>): Promise<number> {
+  const s = await ort.InferenceSession.create(encodeModel(modelOf(g)), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+  for (let i = 0; i < 5; i++) await s.run(feeds);
+  const times: number[] = [];
+  for (let w = 0; w < 5; w++) {
+    let k = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 300) {
+      await s.run(feeds);
+      k++;
+    }
+    times.push((performance.now() - t0) / k);
+  }
+  await s.release();
+  return times.sort((a, b) => a - b)[2]!;
+}
+
+function random(dims: number[], seed: number): ort.Tensor {
+  const r = new Rng(seed);
+  const d = new Float32Array(numel(dims));
+  for (let i = 0; i < d.length; i++) d[i] = r.uniform(-1, 1);
+  return new ort.Tensor("float32", d, dims);
+}
+
+/** dW of Conv(x: [n,ci,h,w], W: [co,ci,3,3], pad 1) from x and dY: [n,co,h,w]. */
+function weightGradGraph(kind: "conv" | "im2col-gemm", n: number, ci: number, co: number, h: number, w: number): Graph {
+  const g = new Graph();
+  g.inputs.push({ name: "x", dtype: "float32", shape: [n, ci, h, w] }, { name: "dy", dtype: "float32", shape: [n, co, h, w] });
+  const xt = g.op("Transpose", ["x"], { perm: [1, 0, 2, 3] });
+  const dyt = g.op("Transpose", ["dy"], { perm: [1, 0, 2, 3] });
+  let dw: string;
+  if (kind === "conv") {
+    // the batch as the contraction: Conv(xᵀ [ci,n,h,w], dYᵀ [co,n,h,w]) = dWᵀ [ci,co,3,3]
+    const c = g.op("Conv", [xt, dyt], { pads: [1, 1, 1, 1] });
+    dw = g.op("Transpose", [c], { perm: [1, 0, 2, 3] });
+  } else {
+    // im2col of xᵀ: 9 shifted windows stacked as [ci, 9, n·h·w], then one Gemm with dYᵀ [co, n·h·w]
+    const padded = g.op("Pad", [xt, g.constant("pads", i64([8], [0, 0, 1, 1, 0, 0, 1, 1]))]);
+    const cols: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 3; j++) {
+        const s = g.op("Slice", [padded, g.constant("st", i64([2], [i, j])), g.constant("en", i64([2], [i + h, j + w])), g.constant("ax", i64([2], [2, 3]))]);
+        cols.push(g.op("Unsqueeze", [s, g.constant("one", i64([1], [1]))]));
+      }
+    }
+    const col = g.op("Reshape", [g.op("Concat", cols, { axis: 1 }), g.constant("colshape", i64([2], [ci * 9, -1]))]);
+    const dy2 = g.op("Reshape", [dyt, g.constant("dyshape", i64([2], [co, -1]))]);
+    dw = g.op("Reshape", [g.op("Gemm", [dy2, col], { transB: 1 }), g.constant("wshape", i64([4], [co, ci, 3, 3]))]);
+  }
+  g.outputs.push({ name: dw });
+  return g;
+}
+
+function poolGraph(indices: boolean, dims: number[]): Graph {
+  const g = new Graph();
+  g.inputs.push({ name: "x", dtype: "float32", shape: dims });
+  const outs = g.add("MaxPool", ["x"], { kernel_shape: [2, 2], strides: [2, 2] }, { outputs: indices ? 2 : 1 });
+  for (const o of outs) g.outputs.push({ name: o });
+  return g;
+}
+
+async function main(): Promise<void> {
+  console.log(`backward-pass pieces, batch 64, ${threads} threads (median ms per run)`);
+  const shapes: [string, number, number, number, number][] = [
+    ["mnist conv1 1→8 @28", 1, 8, 28, 28],
+    ["mnist conv2 8→16 @14", 8, 16, 14, 14],
+    ["cifar conv2 32→32 @32", 32, 32, 32, 32],
+    ["cifar conv4 64→64 @16", 64, 64, 16, 16],
+  ];
+  for (const [label, ci, co, h, w] of shapes) {
+    const feeds = { x: random([64, ci, h, w], 1), dy: random([64, co, h, w], 2) };
+    const gflop = (2 * 64 * co * h * w * ci * 9) / 1e9;
+    const row: string[] = [];
+    for (const kind of ["conv", "im2col-gemm"] as const) {
+      const ms = await timeGraph(weightGradGraph(kind, 64, ci, co, h, w), feeds);
+      row.push(`${kind} ${ms.toFixed(3)} ms (${(gflop / (ms / 1000)).toFixed(1)} GFLOP/s)`);
+    }
+    console.log(`  weight grad ${label.padEnd(24)} ${row.join("   ")}`);
+  }
+  for (const dims of [
+    [64, 8, 28, 28],
+    [64, 64, 32, 32],
+  ]) {
+    const feeds = { x: random(dims, 3) };
+    const a = await timeGraph(poolGraph(false, dims), feeds);
+    const b = await timeGraph(poolGraph(true, dims), feeds);
+    console.log(`  MaxPool 2×2 on [${dims}]: ${a.toFixed(3)} ms, with Indices ${b.toFixed(3)} ms`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exitCode = 1;
+});
