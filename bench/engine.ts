@@ -2,12 +2,13 @@
  * Float training throughput of qat (one ORT session run per step) against PyTorch, side by side in one run.
  *
  *   npm run build && node dist/bench/engine.js [--models mnist-cnn,cifar-cnn] [--batch 64] [--threads 2]
- *     [--windows 5] [--seconds 2] [--profile]
+ *     [--windows 5] [--seconds 2] [--profile] [--fast-rules]
  *
  * For each model: PyTorch's throughput (bench/torch/train_throughput.py: same model, batch, threads, SGD momentum
  * 0.9, cross-entropy), then qat's: forward only (training-mode graph), forward+backward (gradient graph) and the
  * full training step, each the median of several timed windows after warm-up. GFLOP/s counts Conv/Gemm FLOPs
- * analytically (src/nn/flops.ts). --profile adds ORT's per-op-type time split of the training step.
+ * analytically (src/nn/flops.ts). --profile adds ORT's per-op-type and per-node time split of the training step;
+ * --fast-rules measures with the experimental gradient rules of bench/engine/fast-rules.ts.
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { f32, i64, numel } from "../src/onnx/tensor.js";
 import { openSession, toOrt } from "../src/runtime/session.js";
 import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph, buildTrainingStep, TrainingRunner } from "../src/train/step.js";
+import { useFastRules } from "./engine/fast-rules.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 interface Options {
@@ -28,10 +30,19 @@ interface Options {
   windows: number;
   seconds: number;
   profile: boolean;
+  fastRules: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { models: ["mnist-cnn", "cifar-cnn"], batch: 64, threads: 2, windows: 5, seconds: 2, profile: false };
+  const o: Options = {
+    models: ["mnist-cnn", "cifar-cnn"],
+    batch: 64,
+    threads: 2,
+    windows: 5,
+    seconds: 2,
+    profile: false,
+    fastRules: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -40,8 +51,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--threads") o.threads = Number(v);
     else if (a === "--windows") o.windows = Number(v);
     else if (a === "--seconds") o.seconds = Number(v);
-    else if (a === "--profile") {
-      o.profile = true;
+    else if (a === "--profile" || a === "--fast-rules") {
+      if (a === "--profile") o.profile = true;
+      else o.fastRules = true;
       continue;
     } else throw new Error(`unknown option ${a}`);
     i++;
@@ -55,7 +67,11 @@ const median = (xs: number[]): number => {
 };
 
 /** Samples/s of `step` over timed windows of about `seconds` each, after a warm-up of the same length. */
-async function timeWindows(step: (i: number) => Promise<unknown>, batch: number, o: Options): Promise<number[]> {
+async function timeWindows(
+  step: (i: number) => Promise<unknown>,
+  batch: number,
+  o: Options,
+): Promise<number[]> {
   let i = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < o.seconds * 1000 || i < 3) await step(i++);
@@ -78,7 +94,14 @@ function batches(net: NetModel, batch: number): { x: ort.Tensor[]; y: ort.Tensor
     const d = new Float32Array(batch * numel(net.inputShape));
     for (let j = 0; j < d.length; j++) d[j] = rng.normal();
     x.push(toOrt(f32([batch, ...net.inputShape], d)));
-    y.push(toOrt(i64([batch], Array.from({ length: batch }, () => rng.int(10)))));
+    y.push(
+      toOrt(
+        i64(
+          [batch],
+          Array.from({ length: batch }, () => rng.int(10)),
+        ),
+      ),
+    );
   }
   return { x, y };
 }
@@ -94,7 +117,11 @@ async function measureQat(name: string, o: Options) {
   const gSession = await openSession(gg.model, { threads: o.threads });
   const weights: Record<string, ort.Tensor> = {};
   for (const k of [...net.params, ...net.buffers]) weights[k] = toOrt(net.train.initializers.get(k)!);
-  const fwdBwd = await timeWindows((i) => gSession.run({ ...weights, [net.input]: x[i % 4]!, labels: y[i % 4]! }), o.batch, o);
+  const fwdBwd = await timeWindows(
+    (i) => gSession.run({ ...weights, [net.input]: x[i % 4]!, labels: y[i % 4]! }),
+    o.batch,
+    o,
+  );
   await gSession.release();
 
   const step = buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } });
@@ -129,7 +156,12 @@ async function profileStep(model: Model, name: string, o: Options): Promise<stri
   const found = readdirSync("/tmp").filter((f) => f.startsWith(base) && f.endsWith(".json"));
   if (found.length === 0) return `  (no ORT profile file ${prefix}*.json was written)`;
   const file = join("/tmp", found.sort().at(-1)!);
-  const events = JSON.parse(readFileSync(file, "utf8")) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+  const events = JSON.parse(readFileSync(file, "utf8")) as {
+    cat: string;
+    name: string;
+    dur: number;
+    args?: { op_name?: string };
+  }[];
   rmSync(file, { force: true });
   const byOp = new Map<string, number>();
   const byNode = new Map<string, number>();
@@ -148,7 +180,10 @@ async function profileStep(model: Model, name: string, o: Options): Promise<stri
     [...m]
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
-      .map(([k, t]) => `    ${k.padEnd(56)} ${((100 * t) / total).toFixed(1).padStart(5)}%  ${(t / 20 / 1000).toFixed(3)} ms/step`);
+      .map(
+        ([k, t]) =>
+          `    ${k.padEnd(56)} ${((100 * t) / total).toFixed(1).padStart(5)}%  ${(t / 20 / 1000).toFixed(3)} ms/step`,
+      );
   return [
     `  ORT profile of ${name} (20 steps): kernels ${(total / 1000).toFixed(1)} ms of ${(runs / 1000).toFixed(1)} ms in runs`,
     "  by op type:",
@@ -160,8 +195,11 @@ async function profileStep(model: Model, name: string, o: Options): Promise<stri
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  if (o.fastRules) useFastRules();
   const problem = torchProblem();
-  console.log(`qat engine benchmark: batch ${o.batch}, ${o.threads} threads, ${o.windows} windows of ~${o.seconds}s (median)`);
+  console.log(
+    `qat engine benchmark: batch ${o.batch}, ${o.threads} threads, ${o.windows} windows of ~${o.seconds}s (median)${o.fastRules ? ", EXPERIMENTAL gradient rules of bench/engine/fast-rules.ts" : ""}`,
+  );
   if (problem) console.log(`PyTorch unavailable, qat only: ${problem}`);
   const k = (v: number) => `${Math.round(v).toLocaleString("en-US")}`.padStart(8);
   for (const name of o.models) {
@@ -170,14 +208,21 @@ async function main(): Promise<void> {
     if (!problem) {
       const per = name === "mnist-cnn" ? 100 : 8;
       const args = [name, o.batch, o.threads, per, o.windows, per].map(String);
-      torch = JSON.parse(runTorchScript("train_throughput.py", args)) as { windows: number[]; forward: number[] };
+      torch = JSON.parse(runTorchScript("train_throughput.py", args)) as {
+        windows: number[];
+        forward: number[];
+      };
     }
     const q = await measureQat(name, o);
     const qs = median(q.full);
-    console.log(`\n${name}: ${(flops.forward / 1e6).toFixed(2)} MFLOP forward, ${(flops.trainingStep / 1e6).toFixed(2)} MFLOP per training sample (Conv+Gemm)`);
+    console.log(
+      `\n${name}: ${(flops.forward / 1e6).toFixed(2)} MFLOP forward, ${(flops.trainingStep / 1e6).toFixed(2)} MFLOP per training sample (Conv+Gemm)`,
+    );
     console.log(`  ${"".padEnd(26)} ${"samples/s".padStart(9)}  GFLOP/s  windows`);
     const line = (label: string, rates: number[], perSample: number) =>
-      console.log(`  ${label.padEnd(26)} ${k(median(rates))}  ${((median(rates) * perSample) / 1e9).toFixed(1).padStart(7)}  ${rates.map((r) => Math.round(r)).join(" ")}`);
+      console.log(
+        `  ${label.padEnd(26)} ${k(median(rates))}  ${((median(rates) * perSample) / 1e9).toFixed(1).padStart(7)}  ${rates.map((r) => Math.round(r)).join(" ")}`,
+      );
     line("qat forward (train mode)", q.forward, flops.forward);
     line("qat forward+backward", q.fwdBwd, flops.trainingStep);
     line("qat training step", q.full, flops.trainingStep);

@@ -42,7 +42,9 @@ export interface FuzzReport {
   decoded: number;
   typedErrors: number;
   crashes: Crash[];
+  /** Wall time of the slowest case (decode, encode, decode again), and its CPU time (robust to a busy machine). */
   slowestMs: number;
+  slowestCpuMs: number;
   slowestCase: string;
   peakRssMb: number;
   byKind: Record<string, { cases: number; decoded: number; typed: number; crashes: number }>;
@@ -477,6 +479,7 @@ export function runFuzz(opts: RunOptions): FuzzReport {
     typedErrors: 0,
     crashes: [],
     slowestMs: 0,
+    slowestCpuMs: 0,
     slowestCase: "",
     peakRssMb: 0,
     byKind: {},
@@ -486,20 +489,17 @@ export function runFuzz(opts: RunOptions): FuzzReport {
     const c = makeCase(models, opts.seed, i);
     opts.before?.(i);
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const outcome = runCase(c);
+    const cpu = process.cpuUsage(cpu0);
     const ms = performance.now() - t0;
-    record(report, c, outcome, ms);
+    record(report, c, outcome, ms, (cpu.user + cpu.system) / 1000);
   }
   report.peakRssMb = process.resourceUsage().maxRSS / 1024;
   return report;
 }
 
-function record(
-  report: FuzzReport,
-  c: { index: number; model: string; kind: string },
-  o: Outcome,
-  ms: number,
-): void {
+function record(report: FuzzReport, c: FuzzCase, o: Outcome, ms: number, cpuMs = ms): void {
   report.byKind[c.kind] ??= { cases: 0, decoded: 0, typed: 0, crashes: 0 };
   const k = report.byKind[c.kind]!;
   report.cases++;
@@ -516,7 +516,8 @@ function record(
   }
   if (ms > report.slowestMs) {
     report.slowestMs = ms;
-    report.slowestCase = `#${c.index} ${c.kind} on ${c.model}`;
+    report.slowestCpuMs = cpuMs;
+    report.slowestCase = `#${c.index} ${c.kind} on ${c.model}, ${c.bytes.length} bytes`;
   }
 }
 
@@ -531,6 +532,7 @@ function merge(into: FuzzReport, part: FuzzReport): void {
   into.crashes.push(...part.crashes);
   if (part.slowestMs > into.slowestMs) {
     into.slowestMs = part.slowestMs;
+    into.slowestCpuMs = part.slowestCpuMs;
     into.slowestCase = part.slowestCase;
   }
   into.peakRssMb = Math.max(into.peakRssMb, part.peakRssMb);
@@ -552,6 +554,7 @@ async function supervise(cases: number, seed: number, dir: string): Promise<Fuzz
     typedErrors: 0,
     crashes: [],
     slowestMs: 0,
+    slowestCpuMs: 0,
     slowestCase: "",
     peakRssMb: 0,
     byKind: {},
@@ -648,7 +651,9 @@ async function main(): Promise<void> {
   console.log(`decoded fine    ${r.decoded}`);
   console.log(`typed errors    ${r.typedErrors}`);
   console.log(`crashes         ${r.crashes.length}`);
-  console.log(`slowest case    ${r.slowestMs.toFixed(1)} ms (${r.slowestCase})`);
+  console.log(
+    `slowest case    ${r.slowestMs.toFixed(1)} ms wall, ${r.slowestCpuMs.toFixed(1)} ms CPU (${r.slowestCase})`,
+  );
   console.log(`peak RSS        ${r.peakRssMb.toFixed(0)} MB`);
   console.log(`wall time       ${secs.toFixed(1)} s`);
   console.log("by kind         cases / decoded / typed / crashes");

@@ -1,7 +1,7 @@
 /**
  * qat's gradients against PyTorch's, from the same initial weights and batch.
  *
- *   npm run build && node dist/bench/torch-grads.js [mnist-cnn] [resnet8] [--batch 16]
+ *   npm run build && node dist/bench/torch-grads.js [mnist-cnn] [resnet8] [--batch 16] [--fast-rules]
  *
  * Exports a zoo model's state_dict and a batch as raw little-endian files + meta.json, runs
  * bench/torch/grads.py on them (training mode, cross-entropy mean), runs qat's gradient graph in ORT and prints,
@@ -16,6 +16,7 @@ import { f32, i64, numel, type Tensor } from "../src/onnx/tensor.js";
 import { openSession, run } from "../src/runtime/session.js";
 import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph } from "../src/train/step.js";
+import { useFastRules } from "./engine/fast-rules.js";
 import { runTorchScript } from "./torch/python.js";
 
 export interface GradRow {
@@ -43,7 +44,10 @@ export async function compareGradients(
   const xs = new Float32Array(batch * numel(net.inputShape));
   for (let i = 0; i < xs.length; i++) xs[i] = rng.normal();
   const x = f32([batch, ...net.inputShape], xs);
-  const labels = i64([batch], Array.from({ length: batch }, () => rng.int(10)));
+  const labels = i64(
+    [batch],
+    Array.from({ length: batch }, () => rng.int(10)),
+  );
 
   const dir = mkdtempSync(join(tmpdir(), "qat-grads-"));
   try {
@@ -56,7 +60,12 @@ export async function compareGradients(
     write("x", x);
     write("labels", labels);
     const labelSmoothing = opts.labelSmoothing ?? 0;
-    const meta = { model, batch, labelSmoothing, state: [...state].map(([name, t]) => ({ name, dims: t.dims, dtype: t.dtype })) };
+    const meta = {
+      model,
+      batch,
+      labelSmoothing,
+      state: [...state].map(([name, t]) => ({ name, dims: t.dims, dtype: t.dtype })),
+    };
     writeFileSync(join(dir, "meta.json"), JSON.stringify(meta));
     const torchOut = JSON.parse(runTorchScript("grads.py", [dir])) as { loss: number };
 
@@ -74,14 +83,16 @@ export async function compareGradients(
     };
     const row = (name: string, ours: Tensor, file: string): GradRow => {
       const theirs = read(file, ours);
-      const mine = ours.dtype === "int64" ? Array.from(ours.data as BigInt64Array, Number) : (ours.data as Float32Array);
+      const mine =
+        ours.dtype === "int64" ? Array.from(ours.data as BigInt64Array, Number) : (ours.data as Float32Array);
       let maxAbsDiff = 0;
       let maxAbsTorch = 0;
       for (let i = 0; i < theirs.length; i++) {
         maxAbsDiff = Math.max(maxAbsDiff, Math.abs(mine[i]! - theirs[i]!));
         maxAbsTorch = Math.max(maxAbsTorch, Math.abs(theirs[i]!));
       }
-      if (theirs.length !== mine.length) throw new Error(`${name}: ${mine.length} values from qat, ${theirs.length} from torch`);
+      if (theirs.length !== mine.length)
+        throw new Error(`${name}: ${mine.length} values from qat, ${theirs.length} from torch`);
       return { name, rel: maxAbsTorch > 0 ? maxAbsDiff / maxAbsTorch : maxAbsDiff, maxAbsDiff, maxAbsTorch };
     };
     return {
@@ -97,7 +108,9 @@ export async function compareGradients(
 
 export function formatComparison(c: GradComparison): string {
   const lines = [`${c.model}: loss qat ${c.loss.qat.toFixed(7)}  torch ${c.loss.torch.toFixed(7)}`];
-  lines.push(`  ${"gradient of".padEnd(40)} ${"max rel err".padStart(12)} ${"max |diff|".padStart(12)} ${"max |torch|".padStart(12)}`);
+  lines.push(
+    `  ${"gradient of".padEnd(40)} ${"max rel err".padStart(12)} ${"max |diff|".padStart(12)} ${"max |torch|".padStart(12)}`,
+  );
   const fmt = (r: GradRow) =>
     `  ${r.name.padEnd(40)} ${r.rel.toExponential(2).padStart(12)} ${r.maxAbsDiff.toExponential(2).padStart(12)} ${r.maxAbsTorch.toExponential(2).padStart(12)}`;
   lines.push(...c.grads.map(fmt));
@@ -113,6 +126,10 @@ async function main(): Promise<void> {
   const bi = args.indexOf("--batch");
   const batch = bi >= 0 ? Number(args[bi + 1]) : 16;
   const models = args.filter((a, i) => !a.startsWith("--") && (bi < 0 || i !== bi + 1));
+  if (args.includes("--fast-rules")) {
+    useFastRules();
+    console.log("with the EXPERIMENTAL gradient rules of bench/engine/fast-rules.ts");
+  }
   let worst = 0;
   for (const m of models.length ? models : ["mnist-cnn", "resnet8"]) {
     const c = await compareGradients(m, { batch });

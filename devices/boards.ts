@@ -6,7 +6,13 @@
 import type { BoardFacts } from "./agent/agent.js";
 import type { Transport } from "./transport/channel.js";
 
-export type BoardId = "raspberry-pi-4" | "raspberry-pi-5" | "jetson-orin" | "jetson-nano" | "generic-arm64" | "generic-x64";
+export type BoardId =
+  | "raspberry-pi-4"
+  | "raspberry-pi-5"
+  | "jetson-orin"
+  | "jetson-nano"
+  | "generic-arm64"
+  | "generic-x64";
 
 /** How the board runs ONNX models. */
 export type Backend = "onnxruntime-node" | "onnxruntime-web";
@@ -33,7 +39,10 @@ export const BOARDS: Record<BoardId, BoardProfile> = {
     dotProduct: false,
     backend: "onnxruntime-node",
     minGlibc: "2.28",
-    notes: ["no dot-product instructions: int8 kernels use the plain NEON path", "needs a 64-bit OS (no 32-bit ARM build of onnxruntime-node)"],
+    notes: [
+      "no dot-product instructions: int8 kernels use the plain NEON path",
+      "needs a 64-bit OS (no 32-bit ARM build of onnxruntime-node)",
+    ],
   },
   "raspberry-pi-5": {
     id: "raspberry-pi-5",
@@ -53,7 +62,9 @@ export const BOARDS: Record<BoardId, BoardProfile> = {
     dotProduct: true,
     backend: "onnxruntime-node",
     minGlibc: "2.28",
-    notes: ["runs on the CPU through onnxruntime-node's arm64 build; the GPU (TensorRT) is not used by the agent"],
+    notes: [
+      "runs on the CPU through onnxruntime-node's arm64 build; the GPU (TensorRT) is not used by the agent",
+    ],
   },
   "jetson-nano": {
     id: "jetson-nano",
@@ -85,7 +96,9 @@ export const BOARDS: Record<BoardId, BoardProfile> = {
     cpu: "x86-64",
     dotProduct: false,
     backend: "onnxruntime-node",
-    notes: ["x86 without VNNI saturates u8·s8 int8 kernels (16-bit sums); results can differ from ARM boards"],
+    notes: [
+      "x86 without VNNI saturates u8·s8 int8 kernels (16-bit sums); results can differ from ARM boards",
+    ],
   },
 };
 
@@ -144,7 +157,7 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
     const key = m[1]!.trim().toLowerCase();
     if (key === "features" || key === "flags") for (const x of m[2]!.split(/\s+/)) if (x) features.add(x);
     if (key === "cpu part") parts.add(m[2]!.trim().toLowerCase());
-    if (key === "model") cpuModelLine = m[2]!.trim();
+    if (key === "model" && /[A-Za-z]/.test(m[2]!)) cpuModelLine = m[2]!.trim(); // x86's "model" is a number
   }
   const dtModel = (f.deviceTreeModel ?? "").trim() || cpuModelLine;
   const tegra = f.nvTegraRelease ?? "";
@@ -186,7 +199,12 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
       `glibc ${glibc} is older than 2.28, which onnxruntime-node's arm64 build needs: using onnxruntime-web (WebAssembly)`,
     );
   }
-  if (profile.arch === "arm64" && features.size && features.has("asimddp") !== profile.dotProduct && id !== "generic-arm64") {
+  if (
+    profile.arch === "arm64" &&
+    features.size &&
+    features.has("asimddp") !== profile.dotProduct &&
+    id !== "generic-arm64"
+  ) {
     warnings.push(
       `the CPU ${features.has("asimddp") ? "has" : "lacks"} dot-product instructions (asimddp), unlike a typical ${profile.name}`,
     );
@@ -223,7 +241,9 @@ const FACTS_SCRIPT = [
  * Facts gathered with a fixed shell script (no user values in it) — for boards where Node or the agent cannot
  * run yet. Over the emulated transport this describes the host, not the emulated CPU: use the agent there.
  */
-export async function factsOverShell(t: Transport): Promise<Partial<BoardFacts> & { nodeOnPath: string | null }> {
+export async function factsOverShell(
+  t: Transport,
+): Promise<Partial<BoardFacts> & { nodeOnPath: string | null }> {
   const r = await t.exec(["sh", "-c", FACTS_SCRIPT], { timeoutMs: 30_000 });
   const text = r.stdout.toString("utf8");
   const sections = new Map<string, string>();

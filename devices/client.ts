@@ -56,7 +56,17 @@ export interface HostTensor {
   name: string;
   dtype: string;
   dims: number[];
-  data: Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+  data:
+    | Float32Array
+    | Float64Array
+    | Int8Array
+    | Uint8Array
+    | Int16Array
+    | Uint16Array
+    | Int32Array
+    | Uint32Array
+    | BigInt64Array
+    | BigUint64Array;
 }
 
 export interface BatchResult {
@@ -117,23 +127,39 @@ export class AgentClient {
       });
     }
     if (r.code === 127 || /not found/.test(tail.split("\n").at(-1) ?? "")) {
-      return new AgentNotInstalledError("node-missing", `the board cannot start Node.js (${tail.split("\n").at(-1) ?? "exit 127"})`, {
-        device: this.device,
-        hint: "install Node.js ≥ 18 on the board, or set the device's node path",
-      });
+      return new AgentNotInstalledError(
+        "node-missing",
+        `the board cannot start Node.js (${tail.split("\n").at(-1) ?? "exit 127"})`,
+        {
+          device: this.device,
+          hint: "install Node.js ≥ 18 on the board, or set the device's node path",
+        },
+      );
     }
-    const how = r.signal ? `was killed (${r.signal})` : r.code === null ? "lost its connection" : `exited with code ${r.code}`;
-    return new ProtocolError("agent-exited", `the agent ${how}${tail ? `: ${tail.split("\n").slice(-3).join(" | ")}` : ""}`, {
-      device: this.device,
-    });
+    const how = r.signal
+      ? `was killed (${r.signal})`
+      : r.code === null
+        ? "lost its connection"
+        : `exited with code ${r.code}`;
+    return new ProtocolError(
+      "agent-exited",
+      `the agent ${how}${tail ? `: ${tail.split("\n").slice(-3).join(" | ")}` : ""}`,
+      {
+        device: this.device,
+      },
+    );
   }
 
   private onData(b: Buffer): void {
-    let frames;
+    let frames: ReturnType<FrameDecoder["push"]>;
     try {
       frames = this.decoder.push(b);
     } catch (e) {
-      this.fail(new ProtocolError("bad-frame", `the agent's stream is corrupt: ${(e as Error).message}`, { device: this.device }));
+      this.fail(
+        new ProtocolError("bad-frame", `the agent's stream is corrupt: ${(e as Error).message}`, {
+          device: this.device,
+        }),
+      );
       this.channel.kill();
       return;
     }
@@ -142,14 +168,20 @@ export class AgentClient {
       const p = typeof id === "number" ? this.pending.get(id) : undefined;
       if (!p) {
         if (f.header.t === "error") {
-          this.fail(new RemoteError(String(f.header.code ?? "error"), String(f.header.message), { device: this.device }));
+          this.fail(
+            new RemoteError(String(f.header.code ?? "error"), String(f.header.message), {
+              device: this.device,
+            }),
+          );
         }
         continue;
       }
       this.pending.delete(id!);
       if (f.header.t === "error") {
         p.reject(
-          new RemoteError(String(f.header.code ?? "error"), `${p.type}: ${String(f.header.message)}`, { device: this.device }),
+          new RemoteError(String(f.header.code ?? "error"), `${p.type}: ${String(f.header.message)}`, {
+            device: this.device,
+          }),
         );
       } else p.resolve(f);
     }
@@ -167,7 +199,11 @@ export class AgentClient {
   }
 
   /** Send a request and wait for its reply. */
-  request(type: string, fields: Record<string, unknown> = {}, payload?: Uint8Array): Promise<{ header: Header; payload: Uint8Array }> {
+  request(
+    type: string,
+    fields: Record<string, unknown> = {},
+    payload?: Uint8Array,
+  ): Promise<{ header: Header; payload: Uint8Array }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.closedWith) return reject(this.closedWith);
@@ -191,7 +227,10 @@ export class AgentClient {
         };
         const onExit = (): void => {
           cleanup();
-          rej(this.closedWith ?? new ProtocolError("agent-exited", "the agent stopped", { device: this.device }));
+          rej(
+            this.closedWith ??
+              new ProtocolError("agent-exited", "the agent stopped", { device: this.device }),
+          );
         };
         const cleanup = (): void => {
           this.channel.stdin.off("drain", onDrain);
@@ -207,10 +246,14 @@ export class AgentClient {
     const r = await this.request("hello", { protocol: PROTOCOL_VERSION });
     const h = r.header as unknown as Hello;
     if (h.protocol !== PROTOCOL_VERSION) {
-      throw new AgentNotInstalledError("protocol-mismatch", `the agent speaks protocol ${h.protocol}, this qat speaks ${PROTOCOL_VERSION}`, {
-        device: this.device,
-        hint: "run `qat device setup` to install the matching agent",
-      });
+      throw new AgentNotInstalledError(
+        "protocol-mismatch",
+        `the agent speaks protocol ${h.protocol}, this qat speaks ${PROTOCOL_VERSION}`,
+        {
+          device: this.device,
+          hint: "run `qat device setup` to install the matching agent",
+        },
+      );
     }
     return h;
   }
@@ -239,7 +282,11 @@ export class AgentClient {
     }
     const end = await this.request("put.end", { put });
     if (end.header.sha256 !== sha256) {
-      throw new ProtocolError("sha256-mismatch", `the board stored ${String(end.header.sha256)}, expected ${sha256}`, { device: this.device });
+      throw new ProtocolError(
+        "sha256-mismatch",
+        `the board stored ${String(end.header.sha256)}, expected ${sha256}`,
+        { device: this.device },
+      );
     }
     return { sha256, path: String(end.header.path), existed: false };
   }
@@ -252,7 +299,10 @@ export class AgentClient {
     return ((await this.request("current.get")).header.current as string | null) ?? null;
   }
 
-  async setCurrent(sha256: string, keep: number): Promise<{ previous: string | null; current: string; history: string[]; removed: string[] }> {
+  async setCurrent(
+    sha256: string,
+    keep: number,
+  ): Promise<{ previous: string | null; current: string; history: string[]; removed: string[] }> {
     return (await this.request("current.set", { sha256, keep })).header as never;
   }
 
@@ -281,12 +331,24 @@ export class AgentClient {
     return (await this.request("evaluate.open", { model, ...opts })).header as never;
   }
 
-  async runBatch(session: number, inputs: HostTensor[], labels?: BigInt64Array, outputs?: string[]): Promise<BatchResult> {
-    const all = labels ? [...inputs, { name: "__labels", dtype: "int64", dims: [labels.length], data: labels }] : inputs;
+  async runBatch(
+    session: number,
+    inputs: HostTensor[],
+    labels?: BigInt64Array,
+    outputs?: string[],
+  ): Promise<BatchResult> {
+    const all = labels
+      ? [...inputs, { name: "__labels", dtype: "int64", dims: [labels.length], data: labels }]
+      : inputs;
     const { refs, payload } = packTensors(all);
     const r = await this.request(
       "evaluate.batch",
-      { session, inputs: labels ? refs.slice(0, -1) : refs, labels: labels ? refs.at(-1) : undefined, outputs },
+      {
+        session,
+        inputs: labels ? refs.slice(0, -1) : refs,
+        labels: labels ? refs.at(-1) : undefined,
+        outputs,
+      },
       payload,
     );
     const h = r.header;

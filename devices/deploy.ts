@@ -29,9 +29,14 @@ export interface DeployResult {
   removed: string[];
 }
 
-export async function deployModel(model: Uint8Array, t: Transport, opts: DeployOptions = {}): Promise<DeployResult> {
+export async function deployModel(
+  model: Uint8Array,
+  t: Transport,
+  opts: DeployOptions = {},
+): Promise<DeployResult> {
   const keep = opts.keep ?? 3;
-  if (!Number.isInteger(keep) || keep < 1) throw new OnnxError(`keep must be a whole number ≥ 1, got ${keep}`);
+  if (!Number.isInteger(keep) || keep < 1)
+    throw new OnnxError(`keep must be a whole number ≥ 1, got ${keep}`);
   decodeModel(model, { path: opts.name }); // refuse what is not an ONNX model before sending it anywhere
   const { client } = await connectAgent(t);
   try {
@@ -52,7 +57,9 @@ export async function deployModel(model: Uint8Array, t: Transport, opts: DeployO
 }
 
 /** Point `current` back to the version deployed before it. */
-export async function rollback(t: Transport): Promise<{ device: string; from: string | null; to: string; history: string[] }> {
+export async function rollback(
+  t: Transport,
+): Promise<{ device: string; from: string | null; to: string; history: string[] }> {
   const { client } = await connectAgent(t);
   try {
     return { device: t.label, ...(await client.rollback()) };

@@ -12,7 +12,11 @@ export class DeviceError extends Error {
   readonly hint?: string;
   readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: { device?: string; hint?: string; exitCode?: number; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: { device?: string; hint?: string; exitCode?: number; cause?: unknown } = {},
+  ) {
     super(
       `${opts.device ? `${opts.device}: ` : ""}${message}${opts.hint ? ` — ${opts.hint}` : ""}`,
       opts.cause === undefined ? undefined : { cause: opts.cause },

@@ -53,7 +53,7 @@ export function registryPath(opts: RegistryOptions = {}): string {
   if (opts.path) return opts.path;
   if (process.env.QAT_DEVICES) return process.env.QAT_DEVICES;
   const xdg = process.env.XDG_CONFIG_HOME;
-  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".config"), "qat", "devices.json");
+  return join(xdg?.startsWith("/") ? xdg : join(homedir(), ".config"), "qat", "devices.json");
 }
 
 /** Parse a device URI. Raises RegistryError (exit 2) saying what a valid one looks like. */
@@ -62,7 +62,9 @@ export function parseDeviceUri(uri: string): DeviceAddress {
   if (uri.startsWith("emulated:")) {
     const board = uri.slice("emulated:".length);
     if (board === "rpi4") return { kind: "emulated", board };
-    throw new RegistryError("bad-uri", `unknown emulated board '${board}' in '${uri}'`, { hint: "the emulated board is emulated:rpi4" });
+    throw new RegistryError("bad-uri", `unknown emulated board '${board}' in '${uri}'`, {
+      hint: "the emulated board is emulated:rpi4",
+    });
   }
   const m = /^ssh:\/\/(?:([^@/:\s]+)@)?(\[[0-9A-Fa-f:.]+\]|[^@/:\s[\]]+)(?::(\d+))?\/?$/.exec(uri);
   if (m) {
@@ -91,13 +93,19 @@ export function readRegistry(opts: RegistryOptions = {}): RegistryFile {
   }
   const f = data as RegistryFile;
   if (typeof f !== "object" || f === null || f.version !== 1 || !Array.isArray(f.devices)) {
-    throw new RegistryError("bad-registry", `${path} is not a qat device registry (version 1 with a devices list)`, {
-      hint: "fix or delete the file",
-    });
+    throw new RegistryError(
+      "bad-registry",
+      `${path} is not a qat device registry (version 1 with a devices list)`,
+      {
+        hint: "fix or delete the file",
+      },
+    );
   }
   for (const d of f.devices) {
     if (typeof d?.name !== "string" || typeof d.uri !== "string") {
-      throw new RegistryError("bad-registry", `${path}: every device needs a name and a uri`, { hint: "fix or delete the file" });
+      throw new RegistryError("bad-registry", `${path}: every device needs a name and a uri`, {
+        hint: "fix or delete the file",
+      });
     }
   }
   return f;
@@ -114,7 +122,10 @@ export function listDevices(opts: RegistryOptions = {}): DeviceEntry[] {
 }
 
 /** Add a device (or replace it with `replace`). Validates the name and URI. */
-export function addDevice(entry: DeviceEntry, opts: RegistryOptions & { replace?: boolean; makeDefault?: boolean } = {}): DeviceEntry {
+export function addDevice(
+  entry: DeviceEntry,
+  opts: RegistryOptions & { replace?: boolean; makeDefault?: boolean } = {},
+): DeviceEntry {
   if (!NAME.test(entry.name)) {
     throw new RegistryError("bad-name", `'${entry.name}' is not a device name`, {
       hint: "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
@@ -122,16 +133,24 @@ export function addDevice(entry: DeviceEntry, opts: RegistryOptions & { replace?
   }
   const addr = parseDeviceUri(entry.uri);
   if (addr.kind !== "ssh" && (entry.key || entry.acceptNew || entry.knownHostsFile)) {
-    throw new RegistryError("bad-option", `key, acceptNew and knownHostsFile apply to ssh:// devices, not '${entry.uri}'`, {
-      device: entry.name,
-    });
+    throw new RegistryError(
+      "bad-option",
+      `key, acceptNew and knownHostsFile apply to ssh:// devices, not '${entry.uri}'`,
+      {
+        device: entry.name,
+      },
+    );
   }
   const f = readRegistry(opts);
   const at = f.devices.findIndex((d) => d.name === entry.name);
   if (at >= 0 && !opts.replace) {
-    throw new RegistryError("exists", `a device named '${entry.name}' already exists (${f.devices[at]!.uri})`, {
-      hint: "remove it first, or choose another name",
-    });
+    throw new RegistryError(
+      "exists",
+      `a device named '${entry.name}' already exists (${f.devices[at]!.uri})`,
+      {
+        hint: "remove it first, or choose another name",
+      },
+    );
   }
   const stored: DeviceEntry = { ...entry, addedAt: entry.addedAt ?? new Date().toISOString() };
   if (at >= 0) f.devices[at] = stored;
@@ -144,7 +163,10 @@ export function addDevice(entry: DeviceEntry, opts: RegistryOptions & { replace?
 export function removeDevice(name: string, opts: RegistryOptions = {}): DeviceEntry {
   const f = readRegistry(opts);
   const at = f.devices.findIndex((d) => d.name === name);
-  if (at < 0) throw new RegistryError("unknown-device", `no device named '${name}' in ${registryPath(opts)}`, { hint: "see `qat device list`" });
+  if (at < 0)
+    throw new RegistryError("unknown-device", `no device named '${name}' in ${registryPath(opts)}`, {
+      hint: "see `qat device list`",
+    });
   const [gone] = f.devices.splice(at, 1);
   if (f.default === name) delete f.default;
   writeRegistry(f, opts);
@@ -161,9 +183,13 @@ export function resolveDevice(nameOrUri: string | undefined, opts: RegistryOptio
     if (f.default) return resolveDevice(f.default, opts);
     if (f.devices.length === 1) return f.devices[0]!;
     if (f.devices.length === 0) return { name: DEFAULT_DEVICE_URI, uri: DEFAULT_DEVICE_URI };
-    throw new RegistryError("ambiguous-device", `${f.devices.length} devices are registered and none is the default`, {
-      hint: `pass --device with one of: ${f.devices.map((d) => d.name).join(", ")}`,
-    });
+    throw new RegistryError(
+      "ambiguous-device",
+      `${f.devices.length} devices are registered and none is the default`,
+      {
+        hint: `pass --device with one of: ${f.devices.map((d) => d.name).join(", ")}`,
+      },
+    );
   }
   const named = f.devices.find((d) => d.name === nameOrUri);
   if (named) return named;

@@ -12,6 +12,7 @@ import { agentProgram } from "./agent/source.js";
 import { type Backend, type Detection, detectBoard, factsOverShell } from "./boards.js";
 import { AgentClient, type Hello, type InstalledInfo } from "./client.js";
 import { AgentNotInstalledError, DeviceError, NodeError } from "./errors.js";
+import { type FetchOptions, fetchPackageFiles } from "./fetch.js";
 import type { Transport } from "./transport/channel.js";
 
 const requireHere = createRequire(import.meta.url);
@@ -37,7 +38,9 @@ function packageRoot(name: string, from?: string): string {
 
 export function hostRuntimeVersion(backend: Backend = "onnxruntime-node"): string {
   try {
-    return (JSON.parse(readFileSync(join(packageRoot(backend), "package.json"), "utf8")) as { version: string }).version;
+    return (
+      JSON.parse(readFileSync(join(packageRoot(backend), "package.json"), "utf8")) as { version: string }
+    ).version;
   } catch (e) {
     throw new DeviceError("runtime-missing", `the host has no ${backend} package to copy to the board`, {
       hint: `npm install ${backend}`,
@@ -72,31 +75,76 @@ function walk(dir: string, keep: (rel: string) => boolean, base = dir, out: stri
   return out;
 }
 
+/** What of onnxruntime-web runs under Node: its Node entry, the threaded-SIMD wasm and its loader. */
+export const WEB_RUNTIME_FILES = [
+  "package.json",
+  "dist/ort.node.min.js",
+  "dist/ort-wasm-simd-threaded.mjs",
+  "dist/ort-wasm-simd-threaded.wasm",
+];
+
+/**
+ * The onnxruntime-web package folder to copy to boards that cannot run onnxruntime-node (glibc < 2.28): the
+ * host's own when installed, else the files above fetched with `npm pack` (same version as onnxruntime-node)
+ * into the cache.
+ */
+export async function webRuntimeRoot(opts: FetchOptions = {}): Promise<string> {
+  try {
+    return packageRoot("onnxruntime-web");
+  } catch {
+    return fetchPackageFiles(
+      "onnxruntime-web",
+      hostRuntimeVersion("onnxruntime-node"),
+      WEB_RUNTIME_FILES,
+      opts,
+    );
+  }
+}
+
 /** The runtime files to push for a board: the package's JS, its native binaries for the board's arch only. */
-export function runtimeFiles(arch: string, backend: Backend = "onnxruntime-node"): RuntimeFile[] {
+export async function runtimeFiles(
+  arch: string,
+  backend: Backend = "onnxruntime-node",
+  opts: FetchOptions = {},
+): Promise<RuntimeFile[]> {
   const files: RuntimeFile[] = [];
   const add = (pkgDir: string, name: string, keep: (rel: string) => boolean): void => {
     for (const p of walk(pkgDir, keep)) {
-      files.push({ path: posix.join("node_modules", name, relative(pkgDir, p).split("\\").join("/")), bytes: readFileSync(p) });
-    }
-  };
-  const noise = (rel: string): boolean => /\.(map|ts|md)$/.test(rel);
-  const pkg = packageRoot(backend);
-  const common = packageRoot("onnxruntime-common", pkg);
-  if (backend === "onnxruntime-node") {
-    const binDir = join("bin", "napi-v6", "linux", arch);
-    try {
-      statSync(join(pkg, binDir));
-    } catch {
-      throw new DeviceError("runtime-missing", `onnxruntime-node on the host has no binaries for linux/${arch} (${join(pkg, binDir)})`, {
-        hint: "reinstall onnxruntime-node (npm ci); 32-bit ARM has no onnxruntime-node build",
+      files.push({
+        path: posix.join("node_modules", name, relative(pkgDir, p).split("\\").join("/")),
+        bytes: readFileSync(p),
       });
     }
-    add(pkg, backend, (rel) => rel === "package.json" || (rel.startsWith("dist/") && rel.endsWith(".js")) || rel.startsWith(binDir));
+  };
+  const nodePkg = packageRoot("onnxruntime-node");
+  const common = packageRoot("onnxruntime-common", nodePkg);
+  if (backend === "onnxruntime-node") {
+    const binDir = `bin/napi-v6/linux/${arch}`;
+    try {
+      statSync(join(nodePkg, binDir));
+    } catch {
+      throw new DeviceError(
+        "runtime-missing",
+        `onnxruntime-node on the host has no binaries for linux/${arch} (${join(nodePkg, binDir)})`,
+        {
+          hint: "reinstall onnxruntime-node (npm ci); 32-bit ARM has no onnxruntime-node build",
+        },
+      );
+    }
+    add(
+      nodePkg,
+      backend,
+      (rel) =>
+        rel === "package.json" || (rel.startsWith("dist/") && rel.endsWith(".js")) || rel.startsWith(binDir),
+    );
   } else {
-    add(pkg, backend, (rel) => rel === "package.json" || (rel.startsWith("dist") && !noise(rel)));
+    add(await webRuntimeRoot(opts), backend, (rel) => WEB_RUNTIME_FILES.includes(rel));
   }
-  add(common, "onnxruntime-common", (rel) => rel === "package.json" || (rel.startsWith("dist/cjs/") && /\.(js|json)$/.test(rel)));
+  add(
+    common,
+    "onnxruntime-common",
+    (rel) => rel === "package.json" || (rel.startsWith("dist/cjs/") && /\.(js|json)$/.test(rel)),
+  );
   return files;
 }
 
@@ -155,18 +203,26 @@ export async function probeNode(t: Transport): Promise<Probe> {
     });
   }
   if (r.code !== 0) {
-    throw new NodeError("node-failed", `'${t.node.join(" ")} -e …' failed with code ${r.code}: ${err.split("\n").slice(-3).join(" | ")}`, {
-      device: t.label,
-      hint: "check that Node.js runs on the board",
-    });
+    throw new NodeError(
+      "node-failed",
+      `'${t.node.join(" ")} -e …' failed with code ${r.code}: ${err.split("\n").slice(-3).join(" | ")}`,
+      {
+        device: t.label,
+        hint: "check that Node.js runs on the board",
+      },
+    );
   }
   let p: Probe;
   try {
     p = JSON.parse(r.stdout.toString("utf8").slice(r.stdout.indexOf("{"))) as Probe;
   } catch {
-    throw new NodeError("node-failed", `the board's Node.js printed something unexpected: ${r.stdout.toString("utf8").slice(0, 200)}`, {
-      device: t.label,
-    });
+    throw new NodeError(
+      "node-failed",
+      `the board's Node.js printed something unexpected: ${r.stdout.toString("utf8").slice(0, 200)}`,
+      {
+        device: t.label,
+      },
+    );
   }
   const major = Number(/^v(\d+)/.exec(p.node)?.[1] ?? 0);
   if (major < MIN_NODE_MAJOR) {
@@ -176,7 +232,9 @@ export async function probeNode(t: Transport): Promise<Probe> {
     });
   }
   if (p.platform !== "linux") {
-    throw new NodeError("unsupported-os", `the board runs ${p.platform}; qat boards run Linux`, { device: t.label });
+    throw new NodeError("unsupported-os", `the board runs ${p.platform}; qat boards run Linux`, {
+      device: t.label,
+    });
   }
   return p;
 }
@@ -210,9 +268,11 @@ export async function connectAgent(t: Transport): Promise<AgentSession> {
   return { client, hello, key };
 }
 
-export interface SetupOptions {
+export interface SetupOptions extends FetchOptions {
   /** Reinstall even when the same version is installed. */
   force?: boolean;
+  /** Install this runtime instead of the one detection picks (onnxruntime-web: the WebAssembly fallback). */
+  backend?: Backend;
   /** Remove older agent installs (default true). */
   prune?: boolean;
   onProgress?: (message: string) => void;
@@ -240,13 +300,23 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
   const key = await installKey();
   say(`checking Node.js on ${t.label}`);
   const probe = await probeNode(t);
-  if (probe.installed?.key === key && !opts.force) {
+  const sameBackend = !opts.backend || probe.installed?.backend === opts.backend;
+  if (probe.installed?.key === key && sameBackend && !opts.force) {
     const s = await connectAgent(t);
     try {
       const facts = s.hello.facts;
       return {
-        device: t.label, changed: false, key, installed: s.hello.installed!, node: probe.node, facts,
-        detection: detectBoard(facts), filesSent: 0, filesSkipped: 0, bytesSent: 0, runtime: {},
+        device: t.label,
+        changed: false,
+        key,
+        installed: s.hello.installed!,
+        node: probe.node,
+        facts,
+        detection: detectBoard(facts),
+        filesSent: 0,
+        filesSkipped: 0,
+        bytesSent: 0,
+        runtime: {},
       };
     } finally {
       await s.client.close();
@@ -255,21 +325,28 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
   const prog = await agentProgram();
   const path = agentPath(t, key);
   say(`installing the agent at ${path}`);
-  const w = await t.exec([...t.node, "-e", WRITE_JS, path], { input: Buffer.from(prog.code), timeoutMs: 120_000 });
+  const w = await t.exec([...t.node, "-e", WRITE_JS, path], {
+    input: Buffer.from(prog.code),
+    timeoutMs: 120_000,
+  });
   if (w.code !== 0 || w.stdout.toString() !== "ok") {
-    throw new DeviceError("install-failed", `cannot write ${path}: ${w.stderr.toString("utf8").trim().split("\n").slice(-2).join(" | ")}`, {
-      device: t.label,
-      hint: "check free space and permissions of the agent home on the board",
-    });
+    throw new DeviceError(
+      "install-failed",
+      `cannot write ${path}: ${w.stderr.toString("utf8").trim().split("\n").slice(-2).join(" | ")}`,
+      {
+        device: t.label,
+        hint: "check free space and permissions of the agent home on the board",
+      },
+    );
   }
   const ch = await t.spawn([...t.node, path, "--home", t.home]);
   const client = new AgentClient(ch, t.label);
   try {
     const hello = await client.hello();
     const detection = detectBoard(hello.facts);
-    const backend = detection.backend;
+    const backend = opts.backend ?? detection.backend;
     const arch = hello.facts.arch;
-    const files = runtimeFiles(arch, backend);
+    const files = await runtimeFiles(arch, backend, opts);
     let sent = 0;
     let skipped = 0;
     let bytes = 0;
@@ -287,23 +364,41 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
     try {
       runtime = (await client.runtimeCheck(backend)).versions;
     } catch (e) {
-      throw new DeviceError("runtime-broken", `the runtime does not load on the board: ${(e as Error).message}`, {
-        device: t.label,
-        hint:
-          backend === "onnxruntime-node"
-            ? "onnxruntime-node's linux/arm64 build needs glibc ≥ 2.28 and a 64-bit OS"
-            : "check the onnxruntime-web files on the host",
-        cause: e,
-      });
+      throw new DeviceError(
+        "runtime-broken",
+        `the runtime does not load on the board: ${(e as Error).message}`,
+        {
+          device: t.label,
+          hint:
+            backend === "onnxruntime-node"
+              ? "onnxruntime-node's linux/arm64 build needs glibc ≥ 2.28 and a 64-bit OS"
+              : "check the onnxruntime-web files on the host",
+          cause: e,
+        },
+      );
     }
     const info: InstalledInfo = {
-      key, agentVersion: AGENT_VERSION, agentSha256: prog.sha256, backend, runtimeVersion: hostRuntimeVersion(backend), arch,
+      key,
+      agentVersion: AGENT_VERSION,
+      agentSha256: prog.sha256,
+      backend,
+      runtimeVersion: hostRuntimeVersion(),
+      arch,
     };
     const installed = await client.commitInstall(info);
     if (opts.prune !== false) await client.pruneInstalls();
     return {
-      device: t.label, changed: true, key, installed, node: probe.node, facts: hello.facts, detection,
-      filesSent: sent, filesSkipped: skipped, bytesSent: bytes, runtime,
+      device: t.label,
+      changed: true,
+      key,
+      installed,
+      node: probe.node,
+      facts: hello.facts,
+      detection,
+      filesSent: sent,
+      filesSkipped: skipped,
+      bytesSent: bytes,
+      runtime,
     };
   } finally {
     await client.close();

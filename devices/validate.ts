@@ -53,6 +53,8 @@ export interface Difference {
   name: string;
   maxAbs: number;
   meanAbs: number;
+  /** The largest |value| on the host: maxAbs / refMaxAbs is the relative difference. */
+  refMaxAbs: number;
   /** maxAbs in quantization steps, when the value comes out of a DequantizeLinear with a constant scale. */
   maxSteps?: number;
   scale?: number | number[];
@@ -94,10 +96,17 @@ export interface DeviceReport {
 
 /** Nearest-rank percentiles. */
 export function stats(values: number[]): Stats {
-  if (!values.length) return { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, mean: Number.NaN, max: Number.NaN };
+  if (!values.length)
+    return { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, mean: Number.NaN, max: Number.NaN };
   const s = [...values].sort((a, b) => a - b);
   const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), mean: s.reduce((a, b) => a + b, 0) / s.length, max: s.at(-1)! };
+  return {
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    mean: s.reduce((a, b) => a + b, 0) / s.length,
+    max: s.at(-1)!,
+  };
 }
 
 interface Prepared {
@@ -125,19 +134,29 @@ function constantOf(g: Graph, name: string): Float32Array | undefined {
 /** The DequantizeLinear scale behind a value (scalar, or per-axis with its axis), when it is a constant. */
 export function dequantScale(g: Graph, value: string): { scale: Float32Array; axis: number } | undefined {
   const n = g.nodes.find((x) => x.outputs.includes(value));
-  if (!n || n.opType !== "DequantizeLinear" || !n.inputs[1]) return undefined;
+  if (n?.opType !== "DequantizeLinear" || !n.inputs[1]) return undefined;
   const scale = constantOf(g, n.inputs[1]);
   if (!scale) return undefined;
   return { scale, axis: attrInt(n, "axis", 1) };
 }
 
-function difference(name: string, host: Float32Array, board: Float32Array, dims: number[], dq?: { scale: Float32Array; axis: number }): Difference {
+function difference(
+  name: string,
+  host: Float32Array,
+  board: Float32Array,
+  dims: number[],
+  dq?: { scale: Float32Array; axis: number },
+): Difference {
   if (host.length !== board.length) {
-    throw new DeviceError("shape-mismatch", `'${name}': the board returned ${board.length} values, the host ${host.length}`);
+    throw new DeviceError(
+      "shape-mismatch",
+      `'${name}': the board returned ${board.length} values, the host ${host.length}`,
+    );
   }
   let maxAbs = 0;
   let sum = 0;
   let maxSteps = 0;
+  let ref = 0;
   const axis = dq ? (dq.axis < 0 ? dq.axis + dims.length : dq.axis) : 0;
   const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const along = dims[axis] ?? 1;
@@ -145,12 +164,13 @@ function difference(name: string, host: Float32Array, board: Float32Array, dims:
     const d = Math.abs(host[i]! - board[i]!);
     if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
     sum += d;
+    ref = Math.max(ref, Math.abs(host[i]!));
     if (dq) {
       const s = dq.scale.length === 1 ? dq.scale[0]! : dq.scale[Math.floor(i / inner) % along]!;
       maxSteps = Math.max(maxSteps, d / s);
     }
   }
-  const out: Difference = { name, maxAbs, meanAbs: host.length ? sum / host.length : 0 };
+  const out: Difference = { name, maxAbs, meanAbs: host.length ? sum / host.length : 0, refMaxAbs: ref };
   if (dq) {
     out.maxSteps = maxSteps;
     out.scale = dq.scale.length === 1 ? dq.scale[0]! : Array.from(dq.scale);
@@ -164,19 +184,26 @@ function prepare(modelBytes: Uint8Array, set: EvalSet, opts: ValidateOptions): P
   const inits = new Set(g.initializers.keys());
   const inputs = g.inputs.filter((v) => !inits.has(v.name));
   if (inputs.length !== 1) {
-    throw new OnnxError(`validation feeds one input; the model has ${inputs.length} (${inputs.map((v) => v.name).join(", ")})`);
+    throw new OnnxError(
+      `validation feeds one input; the model has ${inputs.length} (${inputs.map((v) => v.name).join(", ")})`,
+    );
   }
   const input = inputs[0]!;
   const sampleSize = set.sampleShape.reduce((a, b) => a * b, 1);
   if (!sampleSize || set.inputs.length % sampleSize) {
-    throw new OnnxError(`the evaluation set has ${set.inputs.length} values, not a multiple of the sample shape [${set.sampleShape}]`);
+    throw new OnnxError(
+      `the evaluation set has ${set.inputs.length} values, not a multiple of the sample shape [${set.sampleShape}]`,
+    );
   }
   const samples = set.inputs.length / sampleSize;
-  if (set.labels.length !== samples) throw new OnnxError(`the evaluation set has ${samples} samples but ${set.labels.length} labels`);
+  if (set.labels.length !== samples)
+    throw new OnnxError(`the evaluation set has ${samples} samples but ${set.labels.length} labels`);
   const fixed = typeof input.shape?.[0] === "number" ? (input.shape[0] as number) : undefined;
   const batchSize = opts.batchSize ?? fixed ?? 32;
   if (fixed !== undefined && batchSize !== fixed) {
-    throw new OnnxError(`the model's input '${input.name}' fixes the batch at ${fixed}; batchSize ${batchSize} cannot run`);
+    throw new OnnxError(
+      `the model's input '${input.name}' fixes the batch at ${fixed}; batchSize ${batchSize} cannot run`,
+    );
   }
   const layers = opts.layers ?? [];
   let bytes = modelBytes;
@@ -219,7 +246,8 @@ function batches(p: Prepared, set: EvalSet): { start: number; count: number; dat
     // a short last batch is padded by repeating its last sample; the padding's results are dropped
     const data = new Float32Array(p.batchSize * p.sampleSize);
     data.set(set.inputs.subarray(start * p.sampleSize, (start + count) * p.sampleSize));
-    for (let i = count; i < p.batchSize; i++) data.copyWithin(i * p.sampleSize, (count - 1) * p.sampleSize, count * p.sampleSize);
+    for (let i = count; i < p.batchSize; i++)
+      data.copyWithin(i * p.sampleSize, (count - 1) * p.sampleSize, count * p.sampleSize);
     out.push({ start, count, data });
   }
   return out;
@@ -240,7 +268,7 @@ function joinParts(parts: Float32Array[]): Float32Array {
 }
 
 /** Keep the first `count` samples of a batch result. */
-function firstSamples(data: Float32Array, dims: number[], batch: number, count: number): Float32Array {
+function firstSamples(data: Float32Array, batch: number, count: number): Float32Array {
   if (count === batch) return data;
   const per = data.length / batch;
   return data.slice(0, per * count);
@@ -255,23 +283,34 @@ async function runOnHost(p: Prepared, set: EvalSet, opts: ValidateOptions): Prom
   const ms: number[] = [];
   for (const b of batches(p, set)) {
     const t0 = performance.now();
-    const res = await run(session, { [p.inputName]: { dtype: "float32", dims: [p.batchSize, ...set.sampleShape], data: b.data } }, names);
+    const res = await run(
+      session,
+      { [p.inputName]: { dtype: "float32", dims: [p.batchSize, ...set.sampleShape], data: b.data } },
+      names,
+    );
     ms.push(performance.now() - t0);
     for (const n of names) {
       const t = res[n]!;
       const a = acc.get(n)!;
       a.dims = t.dims;
-      a.parts.push(firstSamples(toFloat32(t), t.dims, p.batchSize, b.count));
+      a.parts.push(firstSamples(toFloat32(t), p.batchSize, b.count));
     }
   }
   await session.release();
   return finish(acc, names, ms, p, 0);
 }
 
-function finish(acc: Map<string, { parts: Float32Array[]; dims: number[] }>, names: string[], batchMs: number[], p: Prepared, peakRss: number): RunResult {
+function finish(
+  acc: Map<string, { parts: Float32Array[]; dims: number[] }>,
+  names: string[],
+  batchMs: number[],
+  p: Prepared,
+  peakRss: number,
+): RunResult {
   const main = acc.get(names[0]!)!;
   const layers = new Map<string, { data: Float32Array; dims: number[] }>();
-  for (const n of names.slice(1)) layers.set(n, { data: joinParts(acc.get(n)!.parts), dims: acc.get(n)!.dims });
+  for (const n of names.slice(1))
+    layers.set(n, { data: joinParts(acc.get(n)!.parts), dims: acc.get(n)!.dims });
   return {
     output: joinParts(main.parts),
     outputDims: main.dims,
@@ -282,8 +321,16 @@ function finish(acc: Map<string, { parts: Float32Array[]; dims: number[] }>, nam
   };
 }
 
-async function runOnBoard(client: AgentClient, p: Prepared, set: EvalSet, opts: ValidateOptions): Promise<RunResult> {
-  await client.put(p.bytes, { kind: "model", name: p.layers.length ? "validation probe (with layer outputs)" : "validation" });
+async function runOnBoard(
+  client: AgentClient,
+  p: Prepared,
+  set: EvalSet,
+  opts: ValidateOptions,
+): Promise<RunResult> {
+  await client.put(p.bytes, {
+    kind: "model",
+    name: p.layers.length ? "validation probe (with layer outputs)" : "validation",
+  });
   const ev = await client.openEvaluation(p.sha256, { threads: opts.threads });
   const names = [p.outputName, ...p.layers];
   const acc = collect(names);
@@ -292,16 +339,23 @@ async function runOnBoard(client: AgentClient, p: Prepared, set: EvalSet, opts: 
   try {
     for (const b of batches(p, set)) {
       const labels = new BigInt64Array(p.batchSize);
-      for (let i = 0; i < p.batchSize; i++) labels[i] = BigInt(set.labels[b.start + Math.min(i, b.count - 1)]!);
-      const tensor: HostTensor = { name: p.inputName, dtype: "float32", dims: [p.batchSize, ...set.sampleShape], data: b.data };
+      for (let i = 0; i < p.batchSize; i++)
+        labels[i] = BigInt(set.labels[b.start + Math.min(i, b.count - 1)]!);
+      const tensor: HostTensor = {
+        name: p.inputName,
+        dtype: "float32",
+        dims: [p.batchSize, ...set.sampleShape],
+        data: b.data,
+      };
       const r = await client.runBatch(ev.session, [tensor], labels, names);
       ms.push(r.ms);
       peak = Math.max(peak, r.maxRSS);
       for (const o of r.outputs) {
         const a = acc.get(o.name)!;
         a.dims = o.dims;
-        const f = o.data instanceof Float32Array ? o.data : Float32Array.from(o.data as ArrayLike<number>, Number);
-        a.parts.push(firstSamples(f, o.dims, p.batchSize, b.count));
+        const f =
+          o.data instanceof Float32Array ? o.data : Float32Array.from(o.data as ArrayLike<number>, Number);
+        a.parts.push(firstSamples(f, p.batchSize, b.count));
       }
     }
   } finally {
@@ -322,7 +376,14 @@ function argmaxes(out: Float32Array, samples: number): Int32Array {
   return pred;
 }
 
-function compare(device: string, p: Prepared, set: EvalSet, host: RunResult, board: RunResult, opts: ValidateOptions): DeviceReport {
+function compare(
+  device: string,
+  p: Prepared,
+  set: EvalSet,
+  host: RunResult,
+  board: RunResult,
+  opts: ValidateOptions,
+): DeviceReport {
   const hp = argmaxes(host.output, p.samples);
   const bp = argmaxes(board.output, p.samples);
   let hc = 0;
@@ -347,7 +408,13 @@ function compare(device: string, p: Prepared, set: EvalSet, host: RunResult, boa
   const g = p.model.graph;
   const perClass = [...classes.entries()]
     .sort((a, b) => a[0] - b[0])
-    .map(([label, c]) => ({ label, count: c.count, host: c.host / c.count, board: c.board / c.count, delta: (c.board - c.host) / c.count }));
+    .map(([label, c]) => ({
+      label,
+      count: c.count,
+      host: c.host / c.count,
+      board: c.board / c.count,
+      delta: (c.board - c.host) / c.count,
+    }));
   const hostAccuracy = hc / p.samples;
   const boardAccuracy = bc / p.samples;
   const drift = hostAccuracy - boardAccuracy;
@@ -359,7 +426,13 @@ function compare(device: string, p: Prepared, set: EvalSet, host: RunResult, boa
     drift,
     agreement: agree / p.samples,
     perClass,
-    output: difference(p.outputName, host.output, board.output, [p.samples, ...host.outputDims.slice(1)], dequantScale(g, p.outputName)),
+    output: difference(
+      p.outputName,
+      host.output,
+      board.output,
+      [p.samples, ...host.outputDims.slice(1)],
+      dequantScale(g, p.outputName),
+    ),
     layers: p.layers.map((l) => {
       const h = host.layers.get(l)!;
       const b = board.layers.get(l)!;
@@ -380,7 +453,11 @@ export interface HostReference {
   result: RunResult;
 }
 
-export async function hostReference(modelBytes: Uint8Array, set: EvalSet, opts: ValidateOptions = {}): Promise<HostReference> {
+export async function hostReference(
+  modelBytes: Uint8Array,
+  set: EvalSet,
+  opts: ValidateOptions = {},
+): Promise<HostReference> {
   const prepared = prepare(modelBytes, set, opts);
   return { prepared, result: await runOnHost(prepared, set, opts) };
 }
@@ -444,10 +521,16 @@ export async function validateFleet(
       let t: Transport | undefined;
       try {
         t = await target.open();
-        rows[i] = { device: target.name, report: { ...(await validateModel(modelBytes, set, t, opts, ref)), device: target.name } };
+        rows[i] = {
+          device: target.name,
+          report: { ...(await validateModel(modelBytes, set, t, opts, ref)), device: target.name },
+        };
       } catch (e) {
         const err = e as Error & { code?: string };
-        rows[i] = { device: target.name, error: { code: typeof err.code === "string" ? err.code : "error", message: err.message } };
+        rows[i] = {
+          device: target.name,
+          error: { code: typeof err.code === "string" ? err.code : "error", message: err.message },
+        };
       } finally {
         await t?.close().catch(() => {});
       }
@@ -455,7 +538,9 @@ export async function validateFleet(
   };
   const n = Math.max(1, Math.min(opts.concurrency ?? 4, targets.length));
   await Promise.all(Array.from({ length: n }, worker));
-  const hostCorrect = argmaxes(ref.result.output, ref.prepared.samples).filter((p, i) => p === Number(set.labels[i])).length;
+  const hostCorrect = argmaxes(ref.result.output, ref.prepared.samples).filter(
+    (p, i) => p === Number(set.labels[i]),
+  ).length;
   const failed = rows.filter((r) => r.error).length;
   return {
     rows,
@@ -468,18 +553,43 @@ export async function validateFleet(
 
 /** The fleet as a text table (one row per board). */
 export function formatFleet(f: FleetReport): string {
-  const head = ["device", "board", "host acc", "board acc", "drift", "agree", "max|Δ|", "steps", "p50 ms", "p99 ms", "peak MB"];
+  const head = [
+    "device",
+    "board",
+    "host acc",
+    "board acc",
+    "drift",
+    "agree",
+    "max|Δ|",
+    "steps",
+    "p50 ms",
+    "p99 ms",
+    "peak MB",
+  ];
   const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
   const body = f.rows.map((r) => {
     const x = r.report;
-    if (!x) return [r.device, "error", r.error?.message ?? "", "", "", "", "", "", "", "", ""];
+    if (!x) return [r.device, `error: ${r.error?.code ?? "?"}`, "", "", "", "", "", "", "", "", ""];
     return [
-      r.device, x.board ?? "", pct(x.hostAccuracy), pct(x.boardAccuracy), `${(x.drift * 100).toFixed(2)} pt${x.exceeded ? " !" : ""}`,
-      pct(x.agreement), x.output.maxAbs.toExponential(2), x.output.maxSteps === undefined ? "-" : x.output.maxSteps.toFixed(2),
-      x.latencyMs.p50.toFixed(2), x.latencyMs.p99.toFixed(2), (x.peakRssBytes / 2 ** 20).toFixed(0),
+      r.device,
+      x.board ?? "",
+      pct(x.hostAccuracy),
+      pct(x.boardAccuracy),
+      `${(x.drift * 100).toFixed(2)} pt${x.exceeded ? " !" : ""}`,
+      pct(x.agreement),
+      x.output.maxAbs.toExponential(2),
+      x.output.maxSteps === undefined ? "-" : x.output.maxSteps.toFixed(2),
+      x.latencyMs.p50.toFixed(2),
+      x.latencyMs.p99.toFixed(2),
+      (x.peakRssBytes / 2 ** 20).toFixed(0),
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => String(r[i]).length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-  return [line(head), ...body.map(line)].join("\n");
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
+  const notes = f.rows.filter((r) => r.error).map((r) => `${r.device}: ${r.error!.message}`);
+  return [line(head), ...body.map(line), ...notes].join("\n");
 }

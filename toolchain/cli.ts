@@ -3,6 +3,7 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { evalCommand } from "./commands/eval.js";
+import { importCommand } from "./commands/import.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { trainCommand } from "./commands/train.js";
 import { exitCodeFor, reportError } from "./output.js";
@@ -17,6 +18,7 @@ export function program(): Command {
   p.addCommand(inspectCommand());
   p.addCommand(trainCommand());
   p.addCommand(evalCommand());
+  p.addCommand(importCommand());
   return p;
 }
 

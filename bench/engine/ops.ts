@@ -1,7 +1,8 @@
 /**
  * Micro-benchmark of the backward pass's costliest pieces, to see what bounds a training step: ways to compute a
  * 3×3 convolution's weight gradient and MaxPool with/without Indices, at the layer shapes of mnist-cnn and
- * cifar-cnn (batch 64). Each variant is its own ORT session; time per run is the median of several windows.
+ * cifar-cnn (batch 64), and whether preallocated outputs save anything. Each variant is its own ORT session; time
+ * per run is the median of several windows.
  *
  *   npm run build && node dist/bench/engine/ops.js [--threads 2]
  */
@@ -15,7 +16,10 @@ const ti = process.argv.indexOf("--threads");
 const threads = ti > 0 ? Number(process.argv[ti + 1]) : 2;
 
 async function timeGraph(g: Graph, feeds: Record<string, ort.Tensor>): Promise<number> {
-  const s = await ort.InferenceSession.create(encodeModel(modelOf(g)), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+  const s = await ort.InferenceSession.create(encodeModel(modelOf(g)), {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  });
   for (let i = 0; i < 5; i++) await s.run(feeds);
   const times: number[] = [];
   for (let w = 0; w < 5; w++) {
@@ -39,9 +43,19 @@ function random(dims: number[], seed: number): ort.Tensor {
 }
 
 /** dW of Conv(x: [n,ci,h,w], W: [co,ci,3,3], pad 1) from x and dY: [n,co,h,w]. */
-function weightGradGraph(kind: "conv" | "im2col-gemm", n: number, ci: number, co: number, h: number, w: number): Graph {
+function weightGradGraph(
+  kind: "conv" | "im2col-gemm",
+  n: number,
+  ci: number,
+  co: number,
+  h: number,
+  w: number,
+): Graph {
   const g = new Graph();
-  g.inputs.push({ name: "x", dtype: "float32", shape: [n, ci, h, w] }, { name: "dy", dtype: "float32", shape: [n, co, h, w] });
+  g.inputs.push(
+    { name: "x", dtype: "float32", shape: [n, ci, h, w] },
+    { name: "dy", dtype: "float32", shape: [n, co, h, w] },
+  );
   const xt = g.op("Transpose", ["x"], { perm: [1, 0, 2, 3] });
   const dyt = g.op("Transpose", ["dy"], { perm: [1, 0, 2, 3] });
   let dw: string;
@@ -55,13 +69,24 @@ function weightGradGraph(kind: "conv" | "im2col-gemm", n: number, ci: number, co
     const cols: string[] = [];
     for (let i = 0; i < 3; i++) {
       for (let j = 0; j < 3; j++) {
-        const s = g.op("Slice", [padded, g.constant("st", i64([2], [i, j])), g.constant("en", i64([2], [i + h, j + w])), g.constant("ax", i64([2], [2, 3]))]);
+        const s = g.op("Slice", [
+          padded,
+          g.constant("st", i64([2], [i, j])),
+          g.constant("en", i64([2], [i + h, j + w])),
+          g.constant("ax", i64([2], [2, 3])),
+        ]);
         cols.push(g.op("Unsqueeze", [s, g.constant("one", i64([1], [1]))]));
       }
     }
-    const col = g.op("Reshape", [g.op("Concat", cols, { axis: 1 }), g.constant("colshape", i64([2], [ci * 9, -1]))]);
+    const col = g.op("Reshape", [
+      g.op("Concat", cols, { axis: 1 }),
+      g.constant("colshape", i64([2], [ci * 9, -1])),
+    ]);
     const dy2 = g.op("Reshape", [dyt, g.constant("dyshape", i64([2], [co, -1]))]);
-    dw = g.op("Reshape", [g.op("Gemm", [dy2, col], { transB: 1 }), g.constant("wshape", i64([4], [co, ci, 3, 3]))]);
+    dw = g.op("Reshape", [
+      g.op("Gemm", [dy2, col], { transB: 1 }),
+      g.constant("wshape", i64([4], [co, ci, 3, 3])),
+    ]);
   }
   g.outputs.push({ name: dw });
   return g;
@@ -70,9 +95,53 @@ function weightGradGraph(kind: "conv" | "im2col-gemm", n: number, ci: number, co
 function poolGraph(indices: boolean, dims: number[]): Graph {
   const g = new Graph();
   g.inputs.push({ name: "x", dtype: "float32", shape: dims });
-  const outs = g.add("MaxPool", ["x"], { kernel_shape: [2, 2], strides: [2, 2] }, { outputs: indices ? 2 : 1 });
+  const outs = g.add(
+    "MaxPool",
+    ["x"],
+    { kernel_shape: [2, 2], strides: [2, 2] },
+    { outputs: indices ? 2 : 1 },
+  );
   for (const o of outs) g.outputs.push({ name: o });
   return g;
+}
+
+/**
+ * Whether onnxruntime-node honours preallocated outputs (session.run(feeds, {name: tensor})): does ORT write into
+ * the given buffer, does the result share it, and does it save time, on an update of cifar-cnn's size.
+ */
+async function preallocatedOutputs(): Promise<string> {
+  const n = 591274;
+  const g = new Graph();
+  g.inputs.push({ name: "p", dtype: "float32", shape: [n] }, { name: "d", dtype: "float32", shape: [n] });
+  g.outputs.push({ name: g.op("Sub", ["p", "d"]) });
+  const s = await ort.InferenceSession.create(encodeModel(modelOf(g)), {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  });
+  const out = s.outputNames[0]!;
+  const feeds = { p: random([n], 4), d: random([n], 5) };
+  const pre = new ort.Tensor("float32", new Float32Array(n), [n]);
+  const r = await s.run(feeds, { [out]: pre });
+  const wrote =
+    (pre.data as Float32Array)[7] === (r[out]!.data as Float32Array)[7] &&
+    (pre.data as Float32Array)[7] !== 0;
+  const shared = (r[out]!.data as Float32Array).buffer === (pre.data as Float32Array).buffer;
+  const time = async (withPre: boolean) => {
+    const t: number[] = [];
+    for (let w = 0; w < 5; w++) {
+      let k = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < 200) {
+        await (withPre ? s.run(feeds, { [out]: pre }) : s.run(feeds));
+        k++;
+      }
+      t.push((performance.now() - t0) / k);
+    }
+    return t.sort((a, b) => a - b)[2]!;
+  };
+  const [a, b, a2, b2] = [await time(false), await time(true), await time(false), await time(true)];
+  await s.release();
+  return `  preallocated output (${n} floats): ORT writes into it: ${wrote}; result shares its memory: ${shared}; ms per run ORT-allocated ${a.toFixed(3)}/${a2.toFixed(3)}, preallocated ${b.toFixed(3)}/${b2.toFixed(3)}`;
 }
 
 async function main(): Promise<void> {
@@ -102,6 +171,7 @@ async function main(): Promise<void> {
     const b = await timeGraph(poolGraph(true, dims), feeds);
     console.log(`  MaxPool 2×2 on [${dims}]: ${a.toFixed(3)} ms, with Indices ${b.toFixed(3)} ms`);
   }
+  console.log(await preallocatedOutputs());
 }
 
 main().catch((e) => {

@@ -23,7 +23,12 @@ export function torchProblem(): string | null {
 
 /** Run one of the peer scripts with arguments and optional stdin; throws with its stderr on failure. */
 export function runTorchScript(script: string, args: string[], input?: string, timeoutMs = 600_000): string {
-  const r = spawnSync(PYTHON, [join(TORCH_DIR, script), ...args], { encoding: "utf8", input, timeout: timeoutMs, maxBuffer: 1 << 26 });
+  const r = spawnSync(PYTHON, [join(TORCH_DIR, script), ...args], {
+    encoding: "utf8",
+    input,
+    timeout: timeoutMs,
+    maxBuffer: 1 << 26,
+  });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status}):\n${r.stderr}`);
   return r.stdout;

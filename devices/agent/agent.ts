@@ -45,7 +45,8 @@ export interface Frame {
 export function encodeFrame(header: Header, payload: Uint8Array = new Uint8Array(0)): Buffer {
   const h = Buffer.from(JSON.stringify(header), "utf8");
   if (h.length > MAX_HEADER) throw new Error(`frame header of ${h.length} bytes exceeds ${MAX_HEADER}`);
-  if (payload.length > MAX_PAYLOAD) throw new Error(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  if (payload.length > MAX_PAYLOAD)
+    throw new Error(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
   const pre = Buffer.alloc(12);
   pre.set(MAGIC, 0);
   pre.writeUInt32BE(h.length, 4);
@@ -75,7 +76,9 @@ export class FrameDecoder {
       const hl = this.buf.readUInt32BE(4);
       const pl = this.buf.readUInt32BE(8);
       if (hl > MAX_HEADER || pl > MAX_PAYLOAD) {
-        throw new Error(`frame claims header ${hl} and payload ${pl} bytes (limits ${MAX_HEADER}, ${MAX_PAYLOAD})`);
+        throw new Error(
+          `frame claims header ${hl} and payload ${pl} bytes (limits ${MAX_HEADER}, ${MAX_PAYLOAD})`,
+        );
       }
       if (this.buf.length < 12 + hl + pl) break;
       const header = JSON.parse(this.buf.subarray(12, 12 + hl).toString("utf8")) as Header;
@@ -106,18 +109,37 @@ export interface TensorRef {
 }
 
 type TypedArray =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array
-  | BigInt64Array | BigUint64Array;
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
 type TypedCtor = { new (b: ArrayBuffer, o: number, n: number): TypedArray; BYTES_PER_ELEMENT: number };
 
 export const TYPED: Record<string, TypedCtor> = {
-  float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
-  int16: Int16Array, uint16: Uint16Array, float16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
-  int64: BigInt64Array, uint64: BigUint64Array,
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  float16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
 };
 
 /** Lay tensors out in one payload (each 8-byte aligned) and describe them. */
-export function packTensors(tensors: { name: string; dtype: string; dims: number[]; data: ArrayBufferView }[]): {
+export function packTensors(
+  tensors: { name: string; dtype: string; dims: number[]; data: ArrayBufferView }[],
+): {
   refs: TensorRef[];
   payload: Buffer;
 } {
@@ -141,7 +163,9 @@ export function unpackTensor(ref: TensorRef, payload: Uint8Array): TypedArray {
   const ctor = TYPED[ref.dtype];
   if (!ctor) throw new Error(`tensor '${ref.name}': unsupported dtype ${ref.dtype}`);
   if (ref.offset < 0 || ref.offset + ref.length > payload.length || ref.length % ctor.BYTES_PER_ELEMENT) {
-    throw new Error(`tensor '${ref.name}': bytes ${ref.offset}+${ref.length} outside the payload of ${payload.length}`);
+    throw new Error(
+      `tensor '${ref.name}': bytes ${ref.offset}+${ref.length} outside the payload of ${payload.length}`,
+    );
   }
   const copy = new Uint8Array(ref.length);
   copy.set(payload.subarray(ref.offset, ref.offset + ref.length));
@@ -175,7 +199,9 @@ function readText(path: string, max = 65536): string | null {
 }
 
 export function collectFacts(): BoardFacts {
-  const report = process.report?.getReport() as unknown as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const report = process.report?.getReport() as unknown as
+    | { header?: { glibcVersionRuntime?: string } }
+    | undefined;
   return {
     platform: process.platform,
     arch: process.arch,
@@ -186,7 +212,10 @@ export function collectFacts(): BoardFacts {
     cpus: os.cpus().length,
     cpuinfo: readText("/proc/cpuinfo"),
     deviceTreeModel:
-      (readText("/proc/device-tree/model") ?? readText("/sys/firmware/devicetree/base/model"))?.replace(/\0+$/, "") ?? null,
+      (readText("/proc/device-tree/model") ?? readText("/sys/firmware/devicetree/base/model"))?.replace(
+        /\0+$/,
+        "",
+      ) ?? null,
     nvTegraRelease: readText("/etc/nv_tegra_release"),
     hostname: os.hostname(),
     kernel: os.release(),
@@ -420,7 +449,10 @@ export class Agent {
       }
       let meta: Record<string, unknown> = {};
       try {
-        meta = JSON.parse(fs.readFileSync(join(this.home, "models", d, "meta.json"), "utf8")) as Record<string, unknown>;
+        meta = JSON.parse(fs.readFileSync(join(this.home, "models", d, "meta.json"), "utf8")) as Record<
+          string,
+          unknown
+        >;
       } catch {
         meta = {};
       }
@@ -432,13 +464,19 @@ export class Agent {
   private safeInstallPath(rel: string): string {
     const norm = normalize(rel);
     if (!rel || isAbsolute(rel) || norm.startsWith("..") || norm.split(sep).includes("..")) {
-      throw new AgentFailure("bad-request", `refusing file path '${rel}' (must be relative, inside the install)`);
+      throw new AgentFailure(
+        "bad-request",
+        `refusing file path '${rel}' (must be relative, inside the install)`,
+      );
     }
     return join(this.installDir(), norm);
   }
 
   /** Handle one request; returns the reply header and payload (or null for no reply). */
-  async handle(h: Header, payload: Uint8Array): Promise<{ header: Record<string, unknown>; payload?: Uint8Array } | null> {
+  async handle(
+    h: Header,
+    payload: Uint8Array,
+  ): Promise<{ header: Record<string, unknown>; payload?: Uint8Array } | null> {
     switch (h.t) {
       case "hello":
         return {
@@ -484,7 +522,8 @@ export class Agent {
       }
       case "install.commit": {
         const info = h.info as Record<string, unknown>;
-        if (typeof info !== "object" || info === null) throw new AgentFailure("bad-request", "install.commit needs info");
+        if (typeof info !== "object" || info === null)
+          throw new AgentFailure("bad-request", "install.commit needs info");
         const record = { ...info, installDir: this.installDir(), installedAt: new Date().toISOString() };
         writeAtomic(join(this.home, "installed.json"), `${JSON.stringify(record, null, 2)}\n`);
         return { header: { installed: record } };
@@ -535,7 +574,8 @@ export class Agent {
     const sha = String(h.sha256 ?? "");
     const size = Number(h.size);
     if (!SHA.test(sha)) throw new AgentFailure("bad-request", "put.begin needs a sha256 hex digest");
-    if (!Number.isSafeInteger(size) || size < 0) throw new AgentFailure("bad-request", "put.begin needs a size");
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new AgentFailure("bad-request", "put.begin needs a size");
     const kind = h.kind === "file" ? "file" : "model";
     const final = kind === "model" ? this.modelPath(sha) : this.safeInstallPath(String(h.path ?? ""));
     if (fs.existsSync(final) && fs.statSync(final).size === size && sha256File(final) === sha) {
@@ -546,7 +586,15 @@ export class Agent {
     const name = typeof h.name === "string" ? h.name : undefined;
     const mode = typeof h.mode === "number" ? h.mode : 0o644;
     this.uploads.set(Number(h.id), {
-      fd, tmp, final, kind, size, sha256: sha, received: 0, hash: createHash("sha256"), name,
+      fd,
+      tmp,
+      final,
+      kind,
+      size,
+      sha256: sha,
+      received: 0,
+      hash: createHash("sha256"),
+      name,
     });
     if (mode !== 0o644) fs.chmodSync(tmp, mode & 0o755);
     return { exists: false };
@@ -565,7 +613,8 @@ export class Agent {
         throw new AgentFailure("size-mismatch", `received ${u.received} bytes, expected ${u.size}`);
       }
       const got = u.hash.digest("hex");
-      if (got !== u.sha256) throw new AgentFailure("sha256-mismatch", `sha256 ${got} does not match ${u.sha256}`);
+      if (got !== u.sha256)
+        throw new AgentFailure("sha256-mismatch", `sha256 ${got} does not match ${u.sha256}`);
       fs.mkdirSync(dirname(u.final), { recursive: true });
       if (u.kind === "model") {
         writeAtomic(
@@ -619,12 +668,18 @@ export class Agent {
   private async evalOpen(h: Header): Promise<Record<string, unknown>> {
     const sha = this.resolveModel(String(h.model ?? "current"));
     const ort = this.loadOrt();
-    const opts: Record<string, unknown> = { graphOptimizationLevel: "all", executionMode: "sequential", logSeverityLevel: 3 };
+    const opts: Record<string, unknown> = {
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      logSeverityLevel: 3,
+    };
     if (typeof h.threads === "number" && h.threads > 0) {
       opts.intraOpNumThreads = h.threads;
       opts.interOpNumThreads = 1;
     }
     if (h.config && typeof h.config === "object") opts.extra = h.config;
+    const wasm = (ort.env as { wasm?: { numThreads?: number } }).wasm;
+    if (wasm && typeof h.threads === "number" && h.threads > 0) wasm.numThreads = h.threads;
     let session: OrtSession;
     try {
       session = await ort.InferenceSession.create(this.modelPath(sha), opts);
@@ -636,7 +691,10 @@ export class Agent {
     return { session: id, sha256: sha, inputs: session.inputNames, outputs: session.outputNames };
   }
 
-  private async evalBatch(h: Header, payload: Uint8Array): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
+  private async evalBatch(
+    h: Header,
+    payload: Uint8Array,
+  ): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
     const s = this.sessions.get(Number(h.session));
     if (!s) throw new AgentFailure("bad-request", `no evaluation session ${String(h.session)}`);
     const ort = this.loadOrt();
@@ -677,14 +735,24 @@ export class Agent {
       }
     }
     return {
-      header: { outputs: packed.refs, ms, perSampleMs: ms / Math.max(1, batch), correct, maxRSS: process.resourceUsage().maxRSS * 1024 },
+      header: {
+        outputs: packed.refs,
+        ms,
+        perSampleMs: ms / Math.max(1, batch),
+        correct,
+        maxRSS: process.resourceUsage().maxRSS * 1024,
+      },
       payload: packed.payload,
     };
   }
 }
 
 /** Run the agent on a byte stream until the host says bye or the stream ends. */
-export async function serve(home: string, input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Promise<void> {
+export async function serve(
+  home: string,
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+): Promise<void> {
   const agent = new Agent(home);
   const decoder = new FrameDecoder();
   let chain: Promise<void> = Promise.resolve();
@@ -760,7 +828,9 @@ function parseArgs(argv: string[]): { home: string; facts: boolean } {
       process.stdout.write(`${AGENT_VERSION} protocol ${PROTOCOL_VERSION}\n`);
       process.exit(0);
     } else {
-      process.stderr.write(`qat-agent: unknown argument '${argv[i]}' (usage: agent.mjs [--home DIR] [--facts])\n`);
+      process.stderr.write(
+        `qat-agent: unknown argument '${argv[i]}' (usage: agent.mjs [--home DIR] [--facts])\n`,
+      );
       process.exit(2);
     }
   }

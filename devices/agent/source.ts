@@ -35,13 +35,21 @@ export async function agentProgram(): Promise<AgentProgram> {
     try {
       ts = (await import("typescript")).default;
     } catch (e) {
-      throw new DeviceError("agent-missing", `running from sources needs the 'typescript' package to build the agent`, {
-        hint: "run `npm run build` or `npm install`",
-        cause: e,
-      });
+      throw new DeviceError(
+        "agent-missing",
+        `running from sources needs the 'typescript' package to build the agent`,
+        {
+          hint: "run `npm run build` or `npm install`",
+          cause: e,
+        },
+      );
     }
     const out = ts.transpileModule(readFileSync(tsPath, "utf8"), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022, removeComments: false },
+      compilerOptions: {
+        module: ts.ModuleKind.ES2022,
+        target: ts.ScriptTarget.ES2022,
+        removeComments: false,
+      },
       fileName: "agent.ts",
     });
     code = out.outputText;

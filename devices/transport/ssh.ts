@@ -8,9 +8,29 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import SSHConfig from "ssh-config";
-import { type AuthenticationType, Client, type ClientChannel, type ConnectConfig, type NextAuthHandler, utils } from "ssh2";
-import { AuthError, ConnectError, HostKeyChangedError, RegistryError, UnknownHostKeyError } from "../errors.js";
-import { type Channel, type ExecOptions, type ExecResult, execVia, shellJoin, type Transport } from "./channel.js";
+import {
+  type AuthenticationType,
+  Client,
+  type ClientChannel,
+  type ConnectConfig,
+  type NextAuthHandler,
+  utils,
+} from "ssh2";
+import {
+  AuthError,
+  ConnectError,
+  HostKeyChangedError,
+  RegistryError,
+  UnknownHostKeyError,
+} from "../errors.js";
+import {
+  type Channel,
+  type ExecOptions,
+  type ExecResult,
+  execVia,
+  shellJoin,
+  type Transport,
+} from "./channel.js";
 import {
   addKnownHost,
   fingerprint,
@@ -78,7 +98,8 @@ const first = (v: string | string[] | undefined): string | undefined => (Array.i
 /** Merge explicit options, the ssh config's Host entries and defaults. */
 export function resolveSsh(opts: SshOptions): ResolvedSsh {
   let cfg: Record<string, string | string[]> = {};
-  const cfgFile = opts.configFile === false ? undefined : (opts.configFile ?? join(homedir(), ".ssh", "config"));
+  const cfgFile =
+    opts.configFile === false ? undefined : (opts.configFile ?? join(homedir(), ".ssh", "config"));
   if (cfgFile && existsSync(cfgFile)) {
     try {
       cfg = SSHConfig.parse(readFileSync(cfgFile, "utf8")).compute(opts.host);
@@ -93,31 +114,42 @@ export function resolveSsh(opts: SshOptions): ResolvedSsh {
   const c: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(cfg)) c[k.toLowerCase()] = v;
   if (c.proxyjump || c.proxycommand) {
-    throw new RegistryError("ssh-proxy", `the ssh config of '${opts.host}' uses ProxyJump/ProxyCommand, which qat does not support`, {
-      device: opts.device,
-      hint: "make the board reachable directly, or forward a local port (ssh -L) and add ssh://user@127.0.0.1:PORT",
-    });
+    throw new RegistryError(
+      "ssh-proxy",
+      `the ssh config of '${opts.host}' uses ProxyJump/ProxyCommand, which qat does not support`,
+      {
+        device: opts.device,
+        hint: "make the board reachable directly, or forward a local port (ssh -L) and add ssh://user@127.0.0.1:PORT",
+      },
+    );
   }
   const hostName = first(c.hostname) ?? opts.host;
   const user = opts.user ?? first(c.user) ?? userInfo().username;
   const port = opts.port ?? Number(first(c.port) ?? 22);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RegistryError("bad-port", `port '${String(first(c.port))}' of '${opts.host}' is not 1–65535`, { device: opts.device });
+    throw new RegistryError("bad-port", `port '${String(first(c.port))}' of '${opts.host}' is not 1–65535`, {
+      device: opts.device,
+    });
   }
   const tokens = { d: homedir(), u: userInfo().username, h: hostName, r: user };
   const cfgIds = c.identityfile ? (Array.isArray(c.identityfile) ? c.identityfile : [c.identityfile]) : [];
   const identityFiles = (opts.identityFiles ?? cfgIds).map((p) => expand(p, tokens));
-  const defaults = ["id_ed25519", "id_ecdsa", "id_rsa"].map((n) => join(homedir(), ".ssh", n)).filter((p) => existsSync(p));
+  const defaults = ["id_ed25519", "id_ecdsa", "id_rsa"]
+    .map((n) => join(homedir(), ".ssh", n))
+    .filter((p) => existsSync(p));
   const strict = (first(c.stricthostkeychecking) ?? "").toLowerCase();
-  const secs = (v: string | string[] | undefined): number | undefined => (v === undefined ? undefined : Number(first(v)) * 1000);
+  const secs = (v: string | string[] | undefined): number | undefined =>
+    v === undefined ? undefined : Number(first(v)) * 1000;
   return {
     host: opts.host,
     hostName,
     user,
     port,
-    identityFiles: identityFiles.length ? identityFiles : defaults,
+    identityFiles: opts.identityFiles || identityFiles.length ? identityFiles : defaults,
     identityFromConfig: !opts.identityFiles && cfgIds.length > 0,
-    knownHostsFile: opts.knownHostsFile ?? expand(first(c.userknownhostsfile)?.split(/\s+/)[0] ?? "~/.ssh/known_hosts", tokens),
+    knownHostsFile:
+      opts.knownHostsFile ??
+      expand(first(c.userknownhostsfile)?.split(/\s+/)[0] ?? "~/.ssh/known_hosts", tokens),
     hostKeyAlias: first(c.hostkeyalias),
     acceptNew: opts.acceptNew ?? (strict === "accept-new" || strict === "no" || strict === "off"),
     connectTimeoutMs: opts.connectTimeoutMs ?? secs(c.connecttimeout) ?? 20_000,
@@ -157,7 +189,12 @@ export class SshTransport implements Transport {
     return new Promise((resolve, reject) => {
       this.conn.exec(shellJoin(argv), (err, stream) => {
         if (err) {
-          reject(new ConnectError("exec-failed", `cannot start a command: ${err.message}`, { device: this.label, cause: err }));
+          reject(
+            new ConnectError("exec-failed", `cannot start a command: ${err.message}`, {
+              device: this.label,
+              cause: err,
+            }),
+          );
           return;
         }
         this.channels.add(stream);
@@ -228,27 +265,37 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
       data = readFileSync(file);
     } catch (e) {
       if (opts.identityFiles || r.identityFromConfig) {
-        throw new AuthError("key-unreadable", `cannot read the private key ${file}: ${(e as Error).message}`, {
-          device,
-          hint: "check the key path (--key) or the IdentityFile in ~/.ssh/config",
-        });
+        throw new AuthError(
+          "key-unreadable",
+          `cannot read the private key ${file}: ${(e as Error).message}`,
+          {
+            device,
+            hint: "check the key path (--key) or the IdentityFile in ~/.ssh/config",
+          },
+        );
       }
       continue;
     }
     const parsed = utils.parseKey(data, opts.passphrase);
     const key = Array.isArray(parsed) ? (parsed[0] as ReturnType<typeof utils.parseKey>) : parsed;
     if (key instanceof Error) {
-      skipped.push(`${file} (${/encrypted/i.test(key.message) ? "encrypted: load it into ssh-agent or give its passphrase" : key.message})`);
+      skipped.push(
+        `${file} (${/encrypted/i.test(key.message) ? "encrypted: load it into ssh-agent or give its passphrase" : key.message})`,
+      );
       continue;
     }
     offers.push({ file, key });
   }
   const agentSock = opts.agent === false ? undefined : (opts.agent ?? process.env.SSH_AUTH_SOCK);
   if (!offers.length && !agentSock) {
-    throw new AuthError("no-key", `no private key to offer to ${where}${skipped.length ? `; unusable: ${skipped.join(", ")}` : ""}`, {
-      device,
-      hint: "pass a key (--key ~/.ssh/id_ed25519), set IdentityFile in ~/.ssh/config, or start ssh-agent",
-    });
+    throw new AuthError(
+      "no-key",
+      `no private key to offer to ${where}${skipped.length ? `; unusable: ${skipped.join(", ")}` : ""}`,
+      {
+        device,
+        hint: "pass a key (--key ~/.ssh/id_ed25519), set IdentityFile in ~/.ssh/config, or start ssh-agent",
+      },
+    );
   }
   const tried: string[] = [];
   const methods: (() => ReturnType<typeof methodFor>)[] = [];
@@ -256,12 +303,24 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
     if (o === "agent") return { type: "agent" as const, username: r.user, agent: agentSock! };
     return { type: "publickey" as const, username: r.user, key: o.key as Exclude<KeyOffer["key"], Error> };
   }
-  if (agentSock) methods.push(() => (tried.push(`ssh-agent (${agentSock})`), methodFor("agent")));
+  if (agentSock) {
+    methods.push(() => {
+      tried.push(`ssh-agent (${agentSock})`);
+      return methodFor("agent");
+    });
+  }
   for (const o of offers) {
     const type = (o.key as { type?: string }).type ?? "key";
-    methods.push(() => (tried.push(`${o.file} [${type}]`), methodFor(o)));
+    methods.push(() => {
+      tried.push(`${o.file} [${type}]`);
+      return methodFor(o);
+    });
   }
-  const authHandler = (_left: AuthenticationType[] | null, _partial: boolean | null, next: NextAuthHandler): void => {
+  const authHandler = (
+    _left: AuthenticationType[] | null,
+    _partial: boolean | null,
+    next: NextAuthHandler,
+  ): void => {
     const m = methods.shift();
     next(m ? m() : (false as unknown as Parameters<NextAuthHandler>[0]));
   };
@@ -272,7 +331,9 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
   const knownTypes = new Set(
     entries.filter((e) => e.marker === "" && patternsMatch(e.patterns, knownName)).map((e) => e.keyType),
   );
-  const algos = [...HOST_KEY_ALGOS].sort((a, b) => Number(knownTypes.has(algoType(b))) - Number(knownTypes.has(algoType(a))));
+  const algos = [...HOST_KEY_ALGOS].sort(
+    (a, b) => Number(knownTypes.has(algoType(b))) - Number(knownTypes.has(algoType(a))),
+  );
   const hostVerifier = (key: Buffer): boolean => {
     presented = Buffer.from(key);
     verdict = verifyHostKey(entries, knownName, presented);
@@ -294,11 +355,16 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
     keepaliveCountMax: r.keepaliveCountMax,
     hostVerifier,
     authHandler: authHandler as unknown as ConnectConfig["authHandler"],
-    algorithms: { serverHostKey: algos as unknown as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"] },
+    algorithms: {
+      serverHostKey: algos as unknown as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"],
+    },
   };
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error & { level?: string; code?: string }): void => {
       conn.removeListener("ready", onReady);
+      conn.on("error", () => {
+        // the first error decided; the ones that follow a destroyed connection say nothing new
+      });
       conn.destroy();
       reject(mapError(err));
     };
@@ -322,19 +388,29 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
         return new HostKeyChangedError(
           "host-key-changed",
           `the host key of ${knownName} has CHANGED (it presented ${keyTypeOf(presented)} ${fp}; ${r.knownHostsFile} line ${verdict.line} records ${verdict.knownTypes.join(", ")}). Someone may be intercepting the connection, or the board was reinstalled; refusing to connect`,
-          { device, hint: `if the board was reinstalled, remove the old key with: ssh-keygen -R '${knownName}' -f ${r.knownHostsFile}` },
+          {
+            device,
+            hint: `if the board was reinstalled, remove the old key with: ssh-keygen -R '${knownName}' -f ${r.knownHostsFile}`,
+          },
         );
       }
       if (verdict.status === "revoked") {
-        return new HostKeyChangedError("host-key-revoked", `the host key of ${knownName} (${fp}) is marked @revoked in ${r.knownHostsFile}`, {
-          device,
-          hint: "do not connect to this board until its host key is replaced",
-        });
+        return new HostKeyChangedError(
+          "host-key-revoked",
+          `the host key of ${knownName} (${fp}) is marked @revoked in ${r.knownHostsFile}`,
+          {
+            device,
+            hint: "do not connect to this board until its host key is replaced",
+          },
+        );
       }
       return new UnknownHostKeyError(
         "host-key-unknown",
         `${knownName} is not in ${r.knownHostsFile} (it presented ${keyTypeOf(presented)} ${fp})`,
-        { device, hint: "check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then connect once with --accept-new" },
+        {
+          device,
+          hint: "check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then connect once with --accept-new",
+        },
       );
     }
     if (err.level === "client-authentication") {
@@ -349,11 +425,15 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
       );
     }
     if (err.level === "client-timeout") {
-      return new ConnectError("timeout", `no SSH handshake with ${r.hostName}:${r.port} within ${r.connectTimeoutMs} ms`, {
-        device,
-        hint: "check that the board is on and reachable, or raise the connect timeout",
-        cause: err,
-      });
+      return new ConnectError(
+        "timeout",
+        `no SSH handshake with ${r.hostName}:${r.port} within ${r.connectTimeoutMs} ms`,
+        {
+          device,
+          hint: "check that the board is on and reachable, or raise the connect timeout",
+          cause: err,
+        },
+      );
     }
     if (err.code === "ECONNREFUSED") {
       return new ConnectError("refused", `nothing accepts connections on ${r.hostName}:${r.port}`, {
@@ -369,7 +449,10 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
         cause: err,
       });
     }
-    return new ConnectError("connect-failed", `cannot connect to ${where}: ${err.message}`, { device, cause: err });
+    return new ConnectError("connect-failed", `cannot connect to ${where}: ${err.message}`, {
+      device,
+      cause: err,
+    });
   }
 }
 

@@ -82,15 +82,24 @@ export class NetBuilder {
       dilations: [dilation, dilation],
     };
     if (groups !== 1) attrs.group = groups;
-    const out = [o.out, convOut(h, o.kernel, stride, padding, dilation), convOut(w, o.kernel, stride, padding, dilation)];
-    if (out[1]! <= 0 || out[2]! <= 0) throw new NnError(`input ${h}×${w} is too small for kernel ${o.kernel}`, o.name);
+    const out = [
+      o.out,
+      convOut(h, o.kernel, stride, padding, dilation),
+      convOut(w, o.kernel, stride, padding, dilation),
+    ];
+    if (out[1]! <= 0 || out[2]! <= 0)
+      throw new NnError(`input ${h}×${w} is too small for kernel ${o.kernel}`, o.name);
     return this.both("Conv", inputs, attrs, out, o.name);
   }
 
   /** nn.Linear as Gemm(x, W, b, transB=1): W is [out, in] as in PyTorch. The input must be [batch, in]. */
   linear(x: string, o: { name: string; out: number; bias?: boolean }): string {
     const s = this.shape(x);
-    if (s.length !== 1) throw new NnError(`Linear needs a flat input [batch, features], got [batch, ${s}]: add flatten()`, o.name);
+    if (s.length !== 1)
+      throw new NnError(
+        `Linear needs a flat input [batch, features], got [batch, ${s}]: add flatten()`,
+        o.name,
+      );
     const wDims = [o.out, s[0]!];
     const rng = this.rng.fork(o.name);
     const inputs = [x, this.param(`${o.name}.weight`, kaimingUniform(rng, wDims))];
@@ -121,8 +130,18 @@ export class NetBuilder {
     // equal to the inputs, so the write changes nothing. The batch mean and biased variance are computed here as
     // the BN gradient rule computes them (ORT's common-subexpression elimination can share them).
     const t = this.train;
-    const [y] = t.add("BatchNormalization", inputs, { epsilon: attr.float(eps), momentum: attr.float(1), training_mode: 1 }, { name: o.name, outputs: 3 });
-    this.eval.add("BatchNormalization", inputs, { epsilon: attr.float(eps) }, { name: o.name, outputs: [y!] });
+    const [y] = t.add(
+      "BatchNormalization",
+      inputs,
+      { epsilon: attr.float(eps), momentum: attr.float(1), training_mode: 1 },
+      { name: o.name, outputs: 3 },
+    );
+    this.eval.add(
+      "BatchNormalization",
+      inputs,
+      { epsilon: attr.float(eps) },
+      { name: o.name, outputs: [y!] },
+    );
     this.setShape(y!, s);
     const axes = { axes: [0, 2, 3], keepdims: 1 };
     const mu = t.op("ReduceMean", [x], axes);
@@ -191,7 +210,12 @@ export class NetBuilder {
     const ratio = this.train.constant(`${name ?? "dropout"}.ratio`, f32([], [p]));
     const mode = this.train.constant(`${name ?? "dropout"}.training`, tensor("bool", [], [1]));
     const seed = this.rng.fork(`dropout:${this.dropoutCount++}`).nextU32() & 0x7fffffff;
-    const [y] = this.train.add("Dropout", [x, ratio, mode], { seed }, { name: name ?? "Dropout", outputs: 2 });
+    const [y] = this.train.add(
+      "Dropout",
+      [x, ratio, mode],
+      { seed },
+      { name: name ?? "Dropout", outputs: 2 },
+    );
     this.setShape(y!, this.shape(x), false);
     this.evalName.set(y!, this.ev(x));
     return y!;
@@ -210,7 +234,10 @@ export class NetBuilder {
     const shapes = xs.map((x) => this.shape(x));
     const rest = shapes[0]!.slice(1).join(",");
     if (shapes.some((s) => s.slice(1).join(",") !== rest)) {
-      throw new NnError(`concat needs equal shapes but for channels, got ${shapes.map((s) => `[${s}]`).join(" ")}`, name ?? "Concat");
+      throw new NnError(
+        `concat needs equal shapes but for channels, got ${shapes.map((s) => `[${s}]`).join(" ")}`,
+        name ?? "Concat",
+      );
     }
     const c = shapes.reduce((a, s) => a + s[0]!, 0);
     return this.both("Concat", xs, { axis: 1 }, [c, ...shapes[0]!.slice(1)], name);
@@ -223,11 +250,22 @@ export class NetBuilder {
       [this.train, x],
       [this.eval, this.ev(x)],
     ] as const) {
-      g.nodes.push({ name: g.uniqueName("output"), opType: "Identity", domain: "", inputs: [v], outputs: [outputName], attrs: {} });
+      g.nodes.push({
+        name: g.uniqueName("output"),
+        opType: "Identity",
+        domain: "",
+        inputs: [v],
+        outputs: [outputName],
+        attrs: {},
+      });
       g.outputs.push({ name: outputName, dtype: "float32", shape: ["batch", ...s] });
     }
     for (const [buf, next] of this.updates) {
-      this.train.outputs.push({ name: next, dtype: this.train.initializers.get(buf)!.dtype, shape: this.train.initializers.get(buf)!.dims });
+      this.train.outputs.push({
+        name: next,
+        dtype: this.train.initializers.get(buf)!.dtype,
+        shape: this.train.initializers.get(buf)!.dims,
+      });
     }
     return {
       name: this.name,
@@ -258,9 +296,13 @@ export class NetBuilder {
 
   private state(name: string, t: Tensor, inEval = true): void {
     if (this.train.initializers.has(name) || this.shapes.has(name)) {
-      throw new NnError(`parameter '${name}' already exists: give each layer a distinct name`, name.split(".").slice(0, -1).join("."));
+      throw new NnError(
+        `parameter '${name}' already exists: give each layer a distinct name`,
+        name.split(".").slice(0, -1).join("."),
+      );
     }
-    if (this.train.uniqueName(name) !== name) throw new NnError(`'${name}' collides with a value of the graph`, name);
+    if (this.train.uniqueName(name) !== name)
+      throw new NnError(`'${name}' collides with a value of the graph`, name);
     this.train.initializers.set(name, t);
     if (inEval) this.eval.initializers.set(name, t);
   }
@@ -282,7 +324,12 @@ export class NetBuilder {
     for (const i of inputs) if (!this.shapes.has(i) && !this.train.initializers.has(i)) this.shape(i);
     const [y] = this.train.add(opType, inputs, attrs, { name: name ?? opType });
     const nodeName = this.train.nodes.at(-1)!.name;
-    this.eval.add(opType, inputs.map((i) => this.ev(i)), attrs, { name: nodeName, outputs: [y!] });
+    this.eval.add(
+      opType,
+      inputs.map((i) => this.ev(i)),
+      attrs,
+      { name: nodeName, outputs: [y!] },
+    );
     this.setShape(y!, shape);
     return y!;
   }
@@ -305,9 +352,15 @@ export class NetBuilder {
     const [c, h, w] = this.spatial(x, o.name ?? op);
     const stride = o.stride ?? o.kernel;
     const p = o.padding ?? 0;
-    const attrs: Attrs = { kernel_shape: [o.kernel, o.kernel], strides: [stride, stride], pads: [p, p, p, p], ...extra };
+    const attrs: Attrs = {
+      kernel_shape: [o.kernel, o.kernel],
+      strides: [stride, stride],
+      pads: [p, p, p, p],
+      ...extra,
+    };
     const out = [c!, convOut(h!, o.kernel, stride, p, 1), convOut(w!, o.kernel, stride, p, 1)];
-    if (out[1]! <= 0 || out[2]! <= 0) throw new NnError(`input ${h}×${w} is too small for pooling ${o.kernel}`, o.name ?? op);
+    if (out[1]! <= 0 || out[2]! <= 0)
+      throw new NnError(`input ${h}×${w} is too small for pooling ${o.kernel}`, o.name ?? op);
     return this.both(op, [x], attrs, out, o.name);
   }
 }

@@ -47,7 +47,12 @@ export const named =
     layer(b, x, name);
 
 /** nn.Sequential: layers applied in order; parameter names are `<index>.weight` unless a layer is `named`. */
-export function sequential(name: string, inputShape: number[], layers: Layer[], opts: { seed?: number } = {}): NetModel {
+export function sequential(
+  name: string,
+  inputShape: number[],
+  layers: Layer[],
+  opts: { seed?: number } = {},
+): NetModel {
   const b = new NetBuilder(name, inputShape, opts);
   let x = b.input;
   layers.forEach((layer, i) => {

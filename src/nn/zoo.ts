@@ -28,7 +28,8 @@ function mnistCnn(o: Required<ZooOptions>): NetModel {
  */
 function cifarCnn(o: Required<ZooOptions>): NetModel {
   const b = new NetBuilder("cifar-cnn", [3, 32, 32], o);
-  const conv = (x: string, name: string, out: number): string => b.relu(b.conv2d(x, { name, out, kernel: 3, padding: 1 }));
+  const conv = (x: string, name: string, out: number): string =>
+    b.relu(b.conv2d(x, { name, out, kernel: 3, padding: 1 }));
   let x = conv(conv(b.input, "conv1", 32), "conv2", 32);
   x = b.maxPool2d(x, { kernel: 2 });
   x = conv(conv(x, "conv3", 64), "conv4", 64);
@@ -68,7 +69,9 @@ function resnet8(o: Required<ZooOptions>): NetModel {
 /** LeNet-5 (modernised: ReLU and max pooling) on 1×28×28: conv 5×5 (pad 2) →6, conv 5×5 →16, 120, 84, classes. */
 function lenet5(o: Required<ZooOptions>): NetModel {
   const b = new NetBuilder("lenet5", [1, 28, 28], o);
-  let x = b.maxPool2d(b.relu(b.conv2d(b.input, { name: "conv1", out: 6, kernel: 5, padding: 2 })), { kernel: 2 });
+  let x = b.maxPool2d(b.relu(b.conv2d(b.input, { name: "conv1", out: 6, kernel: 5, padding: 2 })), {
+    kernel: 2,
+  });
   x = b.maxPool2d(b.relu(b.conv2d(x, { name: "conv2", out: 16, kernel: 5 })), { kernel: 2 });
   x = b.flatten(x);
   x = b.relu(b.linear(x, { name: "fc1", out: 120 }));

@@ -150,7 +150,7 @@ function decodeNode(n: Msg, index: number, ctx: Ctx, depth: number): Node {
   };
   if (has(n, "doc_string")) node.doc = n.doc_string;
   if (has(n, "overload") || n.metadata_props.length) {
-    node.extra = { overload: n.overload, metadata_props: n.metadata_props };
+    node.extra = { overload: has(n, "overload") ? n.overload : undefined, metadata_props: n.metadata_props };
   }
   if (!n.name) node.extra = { ...node.extra, unnamed: true };
   for (const a of n.attribute) {

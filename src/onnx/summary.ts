@@ -164,6 +164,7 @@ function kindOf(raw: unknown): string {
 // ---------------------------------------------------------------- human-readable form
 
 const thousands = (n: number): string => n.toLocaleString("en-US");
+const count = (n: number, noun: string): string => `${thousands(n)} ${noun}${n === 1 ? "" : "s"}`;
 
 function size(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -192,12 +193,12 @@ function table(rows: string[][], right: number[] = [], indent = "  "): string[] 
 }
 
 function tensorSection(title: string, t: TensorTotals): string[] {
-  const head = `${title}: ${thousands(t.elements)} in ${thousands(t.tensors)} tensors, ${size(t.bytes)}`;
+  const head = `${title}: ${thousands(t.elements)} in ${count(t.tensors, "tensor")}, ${size(t.bytes)}`;
   if (t.tensors === 0) return [`${title}: none`];
   const rows = t.byDtype.map((g) => [
     g.dtype,
     thousands(g.elements),
-    `${thousands(g.tensors)} tensors`,
+    count(g.tensors, "tensor"),
     size(g.bytes),
   ]);
   return [head, ...table(rows, [1, 2, 3])];
@@ -238,8 +239,7 @@ export function formatSummary(s: ModelSummary): string {
     lines.push("");
     if (s.untrainable.length === 0) lines.push("every node can be trained through");
     else {
-      const n = s.untrainable.length;
-      lines.push(`cannot train through (${n} node${n === 1 ? "" : "s"})`);
+      lines.push(`cannot train through (${count(s.untrainable.length, "node")})`);
       lines.push(...table(s.untrainable.map((u) => [u.name, u.op])));
     }
   }

@@ -20,7 +20,7 @@ export const MAX_MESSAGE_DEPTH = 100;
 /** Rough heap cost (bytes) of what protobufjs builds: per message, per repeated field, per 64-bit value. */
 const COST_MESSAGE = 96;
 const COST_REPEATED = 32;
-const COST_LONG = 48;
+const COST_LONG = 64; // measured: ~59 bytes per decoded int64 (a Long), ~194 per empty NodeProto, ~10 per float
 const COST_NUMBER = 8;
 const COST_BYTES = 96;
 
@@ -93,7 +93,8 @@ interface Frame {
   end: number;
   path: string;
   depth: number;
-  counts: Map<number, number>;
+  /** How many of each repeated message field were seen, for paths like node[3]; made on first use. */
+  counts?: Map<number, number>;
 }
 
 const WIRE_NAME = [
@@ -139,7 +140,7 @@ export function checkWire(
     throw new OnnxError(`${path ? `field ${shortPath(path)}: ` : ""}${msg}`, { file, offset });
   };
   const stack: Frame[] = [];
-  let frame: Frame = { plan: planOf(type), end: total, path: "", depth: 0, counts: new Map() };
+  let frame: Frame = { plan: planOf(type), end: total, path: "", depth: 0 };
   budget += frame.plan.cost;
 
   const varint = (end: number, path: string, what: string): number => {
@@ -201,12 +202,13 @@ export function checkWire(
           }
           let path = name;
           if (field.repeated) {
+            frame.counts ??= new Map();
             const index = frame.counts.get(id) ?? 0;
             frame.counts.set(id, index + 1);
             path = `${name}[${index}]`;
           }
           stack.push(frame);
-          frame = { plan: field.message, end: pos + len, path, depth: frame.depth + 1, counts: new Map() };
+          frame = { plan: field.message, end: pos + len, path, depth: frame.depth + 1 };
           budget += frame.plan.cost;
           if (budget > heapLimit) tooBig(tagAt, name);
           continue; // pos stays at the start of the sub-message

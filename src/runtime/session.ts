@@ -17,6 +17,8 @@ export async function openSession(model: Model | Uint8Array | string, opts: Sess
   const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: opts.optimization ?? "all",
     executionMode: "sequential",
+    // errors only: ORT's warnings (unused initializers, old opsets) are not for our users
+    logSeverityLevel: 3,
   };
   if (opts.threads) {
     options.intraOpNumThreads = opts.threads;

@@ -1,10 +1,15 @@
 import type { OptimizerSpec } from "./optimizers.js";
 import type { ScheduleSpec } from "./schedules.js";
+import type { QatSettings } from "../quant/qat-train.js";
 
 /** Everything a training run depends on. `config.json` in the run folder holds it fully resolved. */
 export interface TrainConfig {
   /** A zoo model name (mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny). */
   model: string;
+  /** Train this float ONNX model (a file) instead of a zoo model: see src/nn/import. */
+  from?: string;
+  /** Input convention of an imported model: it is fed (stored value · scale − mean) / std. Default: stored values. */
+  input?: { scale?: number; mean?: number[]; std?: number[] };
   /** A named dataset (mnist, fashion-mnist, cifar10). */
   data: string;
   /** Folder searched first for the dataset's files. */
@@ -28,6 +33,10 @@ export interface TrainConfig {
   maxSteps: number;
   /** Evaluate on at most this many samples (0: all). */
   evalLimit: number;
+  /** Start from the parameters and buffers of this model.onnx / checkpoint.onnx / run folder (e.g. a float run). */
+  init?: string;
+  /** Quantization-aware training (absent: float training). */
+  qat?: QatSettings;
 }
 
 export const DEFAULTS: TrainConfig = {
@@ -47,6 +56,12 @@ export const DEFAULTS: TrainConfig = {
   evalLimit: 0,
 };
 
+/** Optimizer and schedule of an imported model (`from`) when none is given: fine-tuning a trained model. */
+export const FINE_TUNE_DEFAULTS: Pick<TrainConfig, "optimizer" | "schedule"> = {
+  optimizer: { kind: "adam" },
+  schedule: { kind: "constant", lr: 1e-4 },
+};
+
 export class ConfigError extends Error {
   override name = "ConfigError";
   readonly exitCode = 2;
@@ -57,6 +72,12 @@ export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
   const c = { ...DEFAULTS } as TrainConfig;
   for (const l of layers) {
     for (const [k, v] of Object.entries(l)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (c.from !== undefined) {
+    if (typeof c.from !== "string" || c.from === "") throw new ConfigError(`from must be the path of an .onnx file, got ${c.from}`);
+    for (const k of ["optimizer", "schedule"] as const) {
+      if (!layers.some((l) => l[k] !== undefined)) (c as unknown as Record<string, unknown>)[k] = FINE_TUNE_DEFAULTS[k];
+    }
   }
   const positiveInt = (k: keyof TrainConfig) => {
     const v = c[k] as number;

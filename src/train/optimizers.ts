@@ -39,7 +39,12 @@ export class OptimizerError extends Error {
  * - AdamW: p ← p·(1 − lr·wd) first, then Adam without the gradient's weight decay.
  * `lr` and `step` (t, counted from 1) are float scalar values of the graph. State tensors become graph inputs.
  */
-export function appendOptimizer(g: Graph, spec: OptimizerSpec, params: OptimizerParam[], io: { lr: string; step: string }): OptimizerGraph {
+export function appendOptimizer(
+  g: Graph,
+  spec: OptimizerSpec,
+  params: OptimizerParam[],
+  io: { lr: string; step: string },
+): OptimizerGraph {
   const out: OptimizerGraph = { state: [], next: new Map() };
   const consts = new Map<string, string>();
   const k = (base: string, v: number): string => {
@@ -49,7 +54,8 @@ export function appendOptimizer(g: Graph, spec: OptimizerSpec, params: Optimizer
   };
   const stateInput = (p: OptimizerParam, key: string): string => {
     const name = `${p.name}.${key}`;
-    if (g.uniqueName(name) !== name) throw new OptimizerError(`optimizer state '${name}' collides with a value of the graph`);
+    if (g.uniqueName(name) !== name)
+      throw new OptimizerError(`optimizer state '${name}' collides with a value of the graph`);
     g.inputs.push({ name, dtype: "float32", shape: [...p.dims] });
     out.state.push({ name, param: p.name, init: f32(p.dims, new Float32Array(numel(p.dims))) });
     return name;
@@ -67,7 +73,10 @@ export function appendOptimizer(g: Graph, spec: OptimizerSpec, params: Optimizer
     const { momentum = 0, dampening = 0, nesterov = false, weightDecay = 0 } = spec;
     check(momentum >= 0, `momentum must be ≥ 0, got ${momentum}`);
     check(weightDecay >= 0, `weightDecay must be ≥ 0, got ${weightDecay}`);
-    check(!nesterov || (momentum > 0 && dampening === 0), "Nesterov momentum requires momentum > 0 and dampening 0");
+    check(
+      !nesterov || (momentum > 0 && dampening === 0),
+      "Nesterov momentum requires momentum > 0 and dampening 0",
+    );
     const wd = weightDecay ? k("weight_decay", weightDecay) : "";
     const mu = momentum ? k("momentum", momentum) : "";
     // (1 − dampening), except on the first step where the buffer is a copy of the gradient
@@ -93,7 +102,10 @@ export function appendOptimizer(g: Graph, spec: OptimizerSpec, params: Optimizer
   const [beta1, beta2] = spec.betas ?? [0.9, 0.999];
   const eps = spec.eps ?? 1e-8;
   const weightDecay = spec.weightDecay ?? (spec.kind === "adamw" ? 1e-2 : 0);
-  check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, `betas must be in [0, 1), got [${beta1}, ${beta2}]`);
+  check(
+    beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+    `betas must be in [0, 1), got [${beta1}, ${beta2}]`,
+  );
   check(eps >= 0, `eps must be ≥ 0, got ${eps}`);
   check(weightDecay >= 0, `weightDecay must be ≥ 0, got ${weightDecay}`);
   const one = k("one", 1);
@@ -105,7 +117,8 @@ export function appendOptimizer(g: Graph, spec: OptimizerSpec, params: Optimizer
   // step size lr / (1 − β1^t) and √(1 − β2^t), computed once on scalars
   const stepSize = g.op("Div", [io.lr, sub(one, g.op("Pow", [b1, io.step]))]);
   const bc2Sqrt = g.op("Sqrt", [sub(one, g.op("Pow", [b2, io.step]))]);
-  const decay = weightDecay && spec.kind === "adamw" ? sub(one, mul(io.lr, k("weight_decay", weightDecay))) : "";
+  const decay =
+    weightDecay && spec.kind === "adamw" ? sub(one, mul(io.lr, k("weight_decay", weightDecay))) : "";
   const wd = weightDecay && spec.kind === "adam" ? k("weight_decay", weightDecay) : "";
   for (const p of params) {
     const grad = wd ? add(p.grad, mul(p.name, wd)) : p.grad;

@@ -47,12 +47,21 @@ export function schedule(spec: ScheduleSpec): Schedule {
       positive(spec.steps, "steps");
       if (!(start > 0 && start <= 1)) throw new ScheduleError(`startFactor must be in (0, 1], got ${start}`);
       const after = spec.after ? schedule(spec.after) : () => spec.lr;
-      return (t) => (t < spec.steps ? spec.lr * (start + ((1 - start) * t) / spec.steps) : after(t - spec.steps));
+      return (t) =>
+        t < spec.steps ? spec.lr * (start + ((1 - start) * t) / spec.steps) : after(t - spec.steps);
     }
     case "one-cycle": {
-      const { maxLr, totalSteps, pctStart = 0.3, anneal = "cos", divFactor = 25, finalDivFactor = 1e4 } = spec;
+      const {
+        maxLr,
+        totalSteps,
+        pctStart = 0.3,
+        anneal = "cos",
+        divFactor = 25,
+        finalDivFactor = 1e4,
+      } = spec;
       positive(totalSteps, "totalSteps");
-      if (!(pctStart > 0 && pctStart < 1)) throw new ScheduleError(`pctStart must be in (0, 1), got ${pctStart}`);
+      if (!(pctStart > 0 && pctStart < 1))
+        throw new ScheduleError(`pctStart must be in (0, 1), got ${pctStart}`);
       const initial = maxLr / divFactor;
       const min = initial / finalDivFactor;
       const f =
@@ -62,7 +71,8 @@ export function schedule(spec: ScheduleSpec): Schedule {
       const end1 = pctStart * totalSteps - 1;
       const end2 = totalSteps - 1;
       return (t) => {
-        if (t > totalSteps) throw new ScheduleError(`one-cycle schedule of ${totalSteps} steps asked for step ${t}`);
+        if (t > totalSteps)
+          throw new ScheduleError(`one-cycle schedule of ${totalSteps} steps asked for step ${t}`);
         return t <= end1 ? f(initial, maxLr, t / end1) : f(maxLr, min, (t - end1) / (end2 - end1));
       };
     }

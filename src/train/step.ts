@@ -1,11 +1,11 @@
 import * as ort from "onnxruntime-node";
 import { appendBackward } from "../autodiff/index.js";
+import type { NetModel } from "../nn/model.js";
 import { modelOf } from "../onnx/codec.js";
 import { cloneGraph, type Graph, type Model } from "../onnx/ir.js";
 import { inferShapes } from "../onnx/shapes.js";
 import { f32, type Tensor } from "../onnx/tensor.js";
 import { fromOrt, openSession, type SessionOptions, toOrt } from "../runtime/session.js";
-import type { NetModel } from "../nn/model.js";
 import { bceWithLogitsLoss, crossEntropyLoss, mseLoss } from "./losses.js";
 import { appendOptimizer, type OptimizerSpec } from "./optimizers.js";
 
@@ -73,7 +73,12 @@ function forwardBackward(net: NetModel, lossSpec: LossSpec, name: string): Forwa
   else g.inputs.push({ name: LABELS, dtype: "float32", shape: ["batch", classes] });
   g.invalidate();
 
-  const loss = g.op("Identity", [appendLoss(g, lossSpec, net.output, LABELS)], {}, { output: g.uniqueName("loss") });
+  const loss = g.op(
+    "Identity",
+    [appendLoss(g, lossSpec, net.output, LABELS)],
+    {},
+    { output: g.uniqueName("loss") },
+  );
   let correct: string | undefined;
   if (lossSpec.kind === "cross-entropy") {
     const pred = g.op("ArgMax", [net.output], { axis: 1, keepdims: 0 });
@@ -81,7 +86,11 @@ function forwardBackward(net: NetModel, lossSpec: LossSpec, name: string): Forwa
   } else if (lossSpec.kind === "bce-with-logits") {
     const zero = g.constant("bce.zero", f32([], [0]));
     const half = g.constant("bce.half", f32([], [0.5]));
-    correct = countTrue(g, g.op("Equal", [g.op("Greater", [net.output, zero]), g.op("Greater", [LABELS, half])]), "correct");
+    correct = countTrue(
+      g,
+      g.op("Equal", [g.op("Greater", [net.output, zero]), g.op("Greater", [LABELS, half])]),
+      "correct",
+    );
   }
   inferShapes(g);
   const grads = appendBackward(g, loss, net.params);
@@ -110,14 +119,28 @@ export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingSte
   for (const p of net.params) out(p, opt.next.get(p)!, "param", net.train.initializers.get(p)!);
   for (const s of opt.state) out(s.name, opt.next.get(s.name)!, "optimizer", s.init);
   for (const b of net.buffers) out(b, net.updates.get(b)!, "buffer", net.train.initializers.get(b)!);
-  return { model: modelOf(g), net, carried, x: net.input, labels: LABELS, lr: "lr", step: "step", loss, correct, lossSpec };
+  return {
+    model: modelOf(g),
+    net,
+    carried,
+    x: net.input,
+    labels: LABELS,
+    lr: "lr",
+    step: "step",
+    loss,
+    correct,
+    lossSpec,
+  };
 }
 
 /**
  * A graph computing, for one batch in training mode, the loss, the gradient of every parameter (outputs
  * `<param>.grad`) and the BN buffers' next values (`<buffer>.next`), with parameters and buffers as inputs.
  */
-export function buildGradientGraph(net: NetModel, opts: { loss?: LossSpec } = {}): { model: Model; loss: string; grads: Map<string, string> } {
+export function buildGradientGraph(
+  net: NetModel,
+  opts: { loss?: LossSpec } = {},
+): { model: Model; loss: string; grads: Map<string, string> } {
   const { g, loss, grads } = forwardBackward(net, opts.loss ?? { kind: "cross-entropy" }, "gradients");
   const named = new Map<string, string>();
   for (const p of net.params) {
@@ -141,7 +164,12 @@ function appendLoss(g: Graph, spec: LossSpec, logits: string, labels: string): s
 }
 
 function countTrue(g: Graph, bools: string, name: string): string {
-  return g.op("ReduceSum", [g.op("Cast", [bools], { to: 1 })], { keepdims: 0 }, { output: g.uniqueName(name) });
+  return g.op(
+    "ReduceSum",
+    [g.op("Cast", [bools], { to: 1 })],
+    { keepdims: 0 },
+    { output: g.uniqueName(name) },
+  );
 }
 
 export interface StepResult {
@@ -189,13 +217,16 @@ export class TrainingRunner {
     for (const c of this.step.carried) this.state.set(c.name, out[c.next]!);
     this.steps++;
     const loss = (out[this.step.loss]!.data as Float32Array)[0]!;
-    return this.step.correct ? { loss, correct: (out[this.step.correct]!.data as Float32Array)[0]! } : { loss };
+    return this.step.correct
+      ? { loss, correct: (out[this.step.correct]!.data as Float32Array)[0]! }
+      : { loss };
   }
 
   /** Current values by name (parameters, `<param>.<optimizer state>`, buffers), sharing the runner's memory. */
   values(kind?: CarriedValue["kind"]): Map<string, Tensor> {
     const m = new Map<string, Tensor>();
-    for (const c of this.step.carried) if (!kind || c.kind === kind) m.set(c.name, fromOrt(this.state.get(c.name)!));
+    for (const c of this.step.carried)
+      if (!kind || c.kind === kind) m.set(c.name, fromOrt(this.state.get(c.name)!));
     return m;
   }
 
@@ -226,13 +257,21 @@ export class TrainingRunner {
 
   private check(x: ort.Tensor, labels: ort.Tensor): void {
     const shape = this.step.net.inputShape;
-    if (x.type !== "float32" || x.dims.length !== shape.length + 1 || shape.some((d, i) => x.dims[i + 1] !== d)) {
-      throw new StepError(`input '${this.step.x}' must be float32 [batch, ${shape}], got ${x.type} [${x.dims}]`);
+    if (
+      x.type !== "float32" ||
+      x.dims.length !== shape.length + 1 ||
+      shape.some((d, i) => x.dims[i + 1] !== d)
+    ) {
+      throw new StepError(
+        `input '${this.step.x}' must be float32 [batch, ${shape}], got ${x.type} [${x.dims}]`,
+      );
     }
     const n = x.dims[0]!;
     const wantLabels = this.step.lossSpec.kind === "cross-entropy" ? "int64" : "float32";
     if (labels.type !== wantLabels || labels.dims[0] !== n) {
-      throw new StepError(`'${this.step.labels}' must be ${wantLabels} with ${n} rows (the batch), got ${labels.type} [${labels.dims}]`);
+      throw new StepError(
+        `'${this.step.labels}' must be ${wantLabels} with ${n} rows (the batch), got ${labels.type} [${labels.dims}]`,
+      );
     }
   }
 }

@@ -6,6 +6,7 @@ import { cloneGraph } from "../onnx/ir.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
 import type { Tensor } from "../onnx/tensor.js";
 import type { NetModel } from "../nn/model.js";
+import { importModel } from "../nn/import/index.js";
 import { zooModel } from "../nn/zoo.js";
 import { writeFileAtomic } from "./atomic.js";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
@@ -19,6 +20,9 @@ import { ClassificationMetrics } from "./metrics.js";
 import { prependNormalization } from "./normalize.js";
 import { type ScheduleSpec, schedule } from "./schedules.js";
 import { buildTrainingStep, EvalRunner, TrainingRunner } from "./step.js";
+import { loadStateDict } from "../nn/model.js";
+import { loadModel } from "../onnx/codec.js";
+import { QatTraining } from "../quant/qat-train.js";
 
 export interface StepEvent {
   step: number;
@@ -124,22 +128,35 @@ export async function train(
   }
 
   // model and the training step
-  const net = zooModel(cfg.model, { seed: cfg.seed, classes: trainSet.numClasses });
+  const imported = cfg.from ? importModel(cfg.from, { input: cfg.input, seed: cfg.seed }) : undefined;
+  const net = imported?.net ?? zooModel(cfg.model, { seed: cfg.seed, classes: trainSet.numClasses });
+  const what = cfg.from ?? `model ${cfg.model}`;
   if (net.inputShape.join(",") !== trainSet.inputShape.join(",")) {
-    throw new ConfigError(
-      `model ${cfg.model} takes [${net.inputShape}] inputs but dataset ${cfg.data} has [${trainSet.inputShape}] samples`,
-    );
+    throw new ConfigError(`${what} takes [${net.inputShape}] inputs but dataset ${cfg.data} has [${trainSet.inputShape}] samples`);
   }
-  prependNormalization(net, stats.mean, stats.std);
+  if (imported && imported.report.output.classes !== trainSet.numClasses) {
+    throw new ConfigError(`${what} has ${imported.report.output.classes} classes but dataset ${cfg.data} has ${trainSet.numClasses}`);
+  }
+  // an imported model keeps the input convention it was trained with (cfg.input); zoo models normalise the data
+  if (!imported) prependNormalization(net, stats.mean, stats.std);
+  if (cfg.init && !opts.resume) loadInit(net, cfg.init);
+  const startStep = ck ? (ck.meta as { position: Position }).position.step : 0;
+  // QAT: calibrate the float model, then train its fake-quantized form (see src/quant/qat-train.ts)
+  const qat = cfg.qat
+    ? await QatTraining.create(net, cfg.qat, fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, threads: cfg.threads || undefined })
+    : undefined;
+  const runNet = qat ? qat.netAt(startStep) : net;
   if (!opts.resume) {
     // only now that data and model are known good: a failed start leaves no run folder behind
     mkdirSync(out, { recursive: true });
     writeFileAtomic(join(out, RUN_FILES.config), `${JSON.stringify(cfg, null, 2)}\n`);
+    if (imported) writeFileAtomic(join(out, "import.json"), `${JSON.stringify(imported.report, null, 2)}\n`);
   }
   const threads = cfg.threads || undefined;
-  const step = buildTrainingStep(net, { optimizer: cfg.optimizer });
-  const runner = await TrainingRunner.create(step, { threads });
-  const evaluator = await EvalRunner.create(net, { threads });
+  const sessionOpts = { threads, ...qat?.sessionOptions };
+  const step = qat ? qat.trainingStep(startStep, { optimizer: cfg.optimizer }) : buildTrainingStep(net, { optimizer: cfg.optimizer });
+  let runner = await TrainingRunner.create(step, sessionOpts);
+  const evaluator = await EvalRunner.create(runNet, sessionOpts);
   const loader = new DataLoader(fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: true });
   const perEpoch = loader.batchesPerEpoch;
   const totalSteps = cfg.maxSteps ? Math.min(cfg.maxSteps, perEpoch * cfg.epochs) : perEpoch * cfg.epochs;
@@ -162,9 +179,9 @@ export async function train(
 
   const checkpoint = (p: Position) => {
     saveCheckpoint(join(out, RUN_FILES.checkpoint), {
-      graph: evalGraphWith(net, runner.values()),
-      state: stateToSave(runner, net),
-      meta: { position: p, best, sinceBest, config: cfg, model: cfg.model, dataset: cfg.data, stats },
+      graph: evalGraphWith(runNet, runner.values()),
+      state: stateToSave(runner, runNet),
+      meta: { position: p, best, sinceBest, config: cfg, model: cfg.model, dataset: cfg.data, stats, ...(qat ? { quant: qat.meta() } : {}) },
     });
   };
 
@@ -185,6 +202,14 @@ export async function train(
         const lr = lrAt(pos.step);
         const x: Tensor = { dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x };
         const y: Tensor = { dtype: "int64", dims: [b.size], data: b.y };
+        if (qat?.switchesAt(pos.step)) {
+          // a new QAT phase (BN statistics frozen): same carried values, another graph
+          const next = await TrainingRunner.create(qat.trainingStep(pos.step, { optimizer: cfg.optimizer }), sessionOpts);
+          next.load(runner.values(), pos.step);
+          await runner.release();
+          runner = next;
+          log(`step ${pos.step}: BN statistics frozen and folded`);
+        }
         const r = await runner.run(x, y, lr);
         if (!Number.isFinite(r.loss)) {
           throw new TrainError(
@@ -230,7 +255,7 @@ export async function train(
       if (ev.accuracy > best.accuracy) {
         best = { accuracy: ev.accuracy, epoch: epoch + 1 };
         sinceBest = 0;
-        writeFileAtomic(join(out, RUN_FILES.best), encodeModel(modelOf(evalGraphWith(net, runner.values()), { "": WORKING_OPSET })));
+        writeFileAtomic(join(out, RUN_FILES.best), encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })));
       } else sinceBest++;
       checkpoint(pos);
       lastGood = `${join(out, RUN_FILES.checkpoint)} (step ${pos.step})`;
@@ -242,7 +267,7 @@ export async function train(
     }
 
     const test = await evaluate(evaluator, testSet, runner.weights(), cfg.batchSize, cfg.evalLimit);
-    writeFileAtomic(join(out, RUN_FILES.model), encodeModel(modelOf(evalGraphWith(net, runner.values()), { "": WORKING_OPSET })));
+    writeFileAtomic(join(out, RUN_FILES.model), encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })));
     const seconds = (Date.now() - started) / 1000;
     const result: TrainResult = {
       run: out,
@@ -264,6 +289,22 @@ export async function train(
     await runner.release();
     await evaluator.release();
   }
+}
+
+/** Parameters and buffers from a float model (model.onnx, checkpoint.onnx or a run folder holding them). */
+function loadInit(net: NetModel, path: string): void {
+  const file = existsSync(join(path, RUN_FILES.model)) ? join(path, RUN_FILES.model) : existsSync(join(path, RUN_FILES.checkpoint)) ? join(path, RUN_FILES.checkpoint) : path;
+  if (!existsSync(file)) throw new ConfigError(`--init ${path}: no such model file or run folder`);
+  const inits = loadModel(file).graph.initializers;
+  const values = new Map<string, Tensor>();
+  for (const k of [...net.params, ...net.buffers]) {
+    const t = inits.get(k);
+    if (t) values.set(k, t);
+  }
+  if (values.size === 0) throw new ConfigError(`--init ${file}: it holds none of the parameters of model ${net.name}`);
+  const missing = net.params.filter((k) => !values.has(k));
+  if (missing.length) throw new ConfigError(`--init ${file}: parameters ${missing.join(", ")} of model ${net.name} are missing`);
+  loadStateDict(net, values);
 }
 
 /** Schedules given over "the whole run" (tMax or totalSteps 0) get the run's number of steps. */

@@ -1,14 +1,16 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { AgentClient } from "../../devices/client.js";
 import { deployModel, listModels, rollback } from "../../devices/deploy.js";
 import { AgentNotInstalledError, RemoteError } from "../../devices/errors.js";
 import { agentPath, connectAgent, installKey, setupDevice } from "../../devices/setup.js";
 import { LocalTransport } from "../../devices/transport/local.js";
 import { validateModel } from "../../devices/validate.js";
-import { encodeModel, loadModel } from "../../src/onnx/codec.js";
+import { encodeModel, loadModel, modelOf } from "../../src/onnx/codec.js";
+import { Graph } from "../../src/onnx/ir.js";
+import { f32, tensor } from "../../src/onnx/tensor.js";
 import { MNIST8, mnistTest } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "qat-local-"));
@@ -42,7 +44,9 @@ describe("local agent end to end", () => {
     expect(existsSync(join(home, "installed.json"))).toBe(true);
     expect(existsSync(agentPath(t, first.key))).toBe(true);
     // the x64 binaries only, not the arm64 ones
-    const bins = readdirSync(join(home, "install", first.key, "node_modules/onnxruntime-node/bin/napi-v6/linux"));
+    const bins = readdirSync(
+      join(home, "install", first.key, "node_modules/onnxruntime-node/bin/napi-v6/linux"),
+    );
     expect(bins).toEqual([process.arch]);
     const again = await setupDevice(t);
     expect(again.changed).toBe(false);
@@ -77,7 +81,11 @@ describe("local agent end to end", () => {
     const { client } = await connectAgent(t);
     try {
       const before = await client.list();
-      const begin = await client.request("put.begin", { kind: "model", size: mnist.length, sha256: "0".repeat(64) });
+      const begin = await client.request("put.begin", {
+        kind: "model",
+        size: mnist.length,
+        sha256: "0".repeat(64),
+      });
       await client.post("put.chunk", { put: begin.header.id }, mnist);
       const err = await client.request("put.end", { put: begin.header.id }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RemoteError);
@@ -94,7 +102,11 @@ describe("local agent end to end", () => {
     const { client } = await connectAgent(t);
     const before = await client.list();
     const big = new Uint8Array(3 << 20).fill(7);
-    const begin = await client.request("put.begin", { kind: "model", size: big.length, sha256: "a".repeat(64) });
+    const begin = await client.request("put.begin", {
+      kind: "model",
+      size: big.length,
+      sha256: "a".repeat(64),
+    });
     // half the bytes, then the plug is pulled
     await client.post("put.chunk", { put: begin.header.id }, big.subarray(0, 1 << 20));
     await new Promise((r) => setTimeout(r, 200));
@@ -125,10 +137,58 @@ describe("local agent end to end", () => {
     expect(r.perClass.reduce((a, c) => a + c.count, 0)).toBe(20);
   });
 
+  it("validates a QDQ model in batches: the output difference in quantization steps, a padded last batch", async () => {
+    const g = new Graph();
+    g.inputs.push({ name: "x", dtype: "float32", shape: ["batch", 4] });
+    const w = g.constant("w", f32([4, 3], [0.5, -1, 0.25, 1, 0.5, -0.5, -0.25, 0.75, 1, 0.1, 0.2, 0.3]));
+    const mm = g.op("MatMul", ["x", w], {}, { output: "mm" });
+    const scale = g.constant("scale", f32([], [0.05]));
+    const zp = g.constant("zp", tensor("int8", [], [0]));
+    const q = g.op("QuantizeLinear", [mm, scale, zp]);
+    g.op("DequantizeLinear", [q, scale, zp], {}, { output: "y" });
+    g.outputs.push({ name: "y", dtype: "float32", shape: ["batch", 3] });
+    const bytes = encodeModel(modelOf(g, { "": 17 }));
+    const n = 10;
+    const inputs = Float32Array.from({ length: n * 4 }, (_, i) => Math.sin(i * 1.7));
+    const labels = Array.from({ length: n }, (_, i) => i % 3);
+    const r = await validateModel(bytes, { inputs, sampleShape: [4], labels }, t, {
+      batchSize: 4,
+      layers: ["mm"],
+    });
+    expect(r.samples).toBe(n);
+    expect(r.batchLatencyMs.max).toBeGreaterThan(0);
+    expect(r.output.scale).toBeCloseTo(0.05, 7);
+    expect(r.output.maxSteps).toBe(0);
+    expect(r.layers[0]).toMatchObject({ name: "mm", maxAbs: 0 });
+    expect(r.layers[0]!.maxSteps).toBeUndefined(); // MatMul output: not a dequantized value
+    expect(r.perClass.map((c) => c.count)).toEqual([4, 3, 3]);
+  });
+
+  it("runs the WebAssembly fallback (onnxruntime-web, for glibc < 2.28 boards) with the host's outputs", async () => {
+    const web = new LocalTransport({ home: join(dir, "web-home"), label: "local-wasm" });
+    const s = await setupDevice(web, { backend: "onnxruntime-web" });
+    expect(s.installed.backend).toBe("onnxruntime-web");
+    expect(s.runtime.web).toBeTruthy();
+    const pkgs = readdirSync(join(dir, "web-home", "install", s.key, "node_modules")).sort();
+    expect(pkgs).toEqual(["onnxruntime-common", "onnxruntime-web"]); // no native binaries pushed
+    expect((await setupDevice(web, { backend: "onnxruntime-web" })).changed).toBe(false);
+    const r = await validateModel(mnist, mnistTest(5), web);
+    expect(r.agreement).toBe(1);
+    expect(r.output.maxAbs).toBeLessThan(1e-4 * r.output.refMaxAbs);
+  });
+
   it("speaks through any byte noise before the first frame", async () => {
     const key = await installKey();
     // a login banner on the channel, as a chatty .bashrc would print
-    const ch = await t.spawn(["sh", "-c", 'echo "Welcome to the board"; exec "$0" "$@"', ...t.node, agentPath(t, key), "--home", home]);
+    const ch = await t.spawn([
+      "sh",
+      "-c",
+      'echo "Welcome to the board"; exec "$0" "$@"',
+      ...t.node,
+      agentPath(t, key),
+      "--home",
+      home,
+    ]);
     const client = new AgentClient(ch, "local");
     const hello = await client.hello();
     expect(hello.protocol).toBe(1);

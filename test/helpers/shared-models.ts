@@ -1,10 +1,8 @@
 import { readdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { MODELS } from "./paths.js";
 
-/** ../shared beside the repository root, found from this file so a clone anywhere works. */
-export const SHARED = resolve(dirname(fileURLToPath(import.meta.url)), "../../../shared");
-export const SHARED_MODELS = join(SHARED, "models");
+/** ../shared/models beside the repository root (see paths.ts). */
+export const SHARED_MODELS = MODELS;
 
 /** The .onnx files in ../shared/models, sorted. */
 export function sharedModels(): string[] {

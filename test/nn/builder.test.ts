@@ -1,7 +1,4 @@
 import { describe, expect, test } from "vitest";
-import { modelOf } from "../../src/onnx/codec.js";
-import { f32, numel } from "../../src/onnx/tensor.js";
-import { openSession, run } from "../../src/runtime/session.js";
 import {
   BatchNorm2d,
   Conv2d,
@@ -14,9 +11,13 @@ import {
   ReLU,
   sequential,
 } from "../../src/nn/index.js";
+import { modelOf } from "../../src/onnx/codec.js";
+import { f32, numel } from "../../src/onnx/tensor.js";
+import { openSession, run } from "../../src/runtime/session.js";
 import { Rng } from "../../src/train/rng.js";
 
-const input = (n: number, shape: number[], seed = 5) => f32([n, ...shape], new Rng(seed).uniformArray(n * numel(shape), -2, 3));
+const input = (n: number, shape: number[], seed = 5) =>
+  f32([n, ...shape], new Rng(seed).uniformArray(n * numel(shape), -2, 3));
 
 describe("initialisation", () => {
   test("kaiming_uniform(a=√5) and bias bounds are 1/√fan_in, values spread over the range", () => {
@@ -47,7 +48,9 @@ describe("initialisation", () => {
     const m = sequential("t", [4, 3, 3], [BatchNorm2d()]);
     expect(Array.from(m.train.initializers.get("0.weight")!.data as Float32Array)).toEqual([1, 1, 1, 1]);
     expect(Array.from(m.train.initializers.get("0.bias")!.data as Float32Array)).toEqual([0, 0, 0, 0]);
-    expect(Array.from(m.train.initializers.get("0.running_mean")!.data as Float32Array)).toEqual([0, 0, 0, 0]);
+    expect(Array.from(m.train.initializers.get("0.running_mean")!.data as Float32Array)).toEqual([
+      0, 0, 0, 0,
+    ]);
     expect(Array.from(m.train.initializers.get("0.running_var")!.data as Float32Array)).toEqual([1, 1, 1, 1]);
   });
 });
@@ -73,7 +76,10 @@ describe("BatchNorm running statistics", () => {
       const rm0 = [0.5, -1, 2][ch]!;
       const rv0 = [2, 0.25, 1][ch]!;
       expect((out["bn.running_mean.next"]!.data as Float32Array)[ch]).toBeCloseTo(0.9 * rm0 + 0.1 * mean, 5);
-      expect((out["bn.running_var.next"]!.data as Float32Array)[ch]).toBeCloseTo(0.9 * rv0 + 0.1 * unbiased, 5);
+      expect((out["bn.running_var.next"]!.data as Float32Array)[ch]).toBeCloseTo(
+        0.9 * rv0 + 0.1 * unbiased,
+        5,
+      );
       // and the output is normalised with the biased batch variance
       const y0 = (out.logits!.data as Float32Array)[ch * h * w]!;
       expect(y0).toBeCloseTo((xs[ch * h * w]! - mean) / Math.sqrt(biased + 1e-5), 4);
@@ -119,7 +125,11 @@ describe("layers", () => {
       b.add(x, x),
       b.concat([x, x]),
     ];
-    const pools = [b.maxPool2d(x, { kernel: 2 }), b.avgPool2d(x, { kernel: 3, stride: 1, padding: 1 }), b.globalAvgPool(x)];
+    const pools = [
+      b.maxPool2d(x, { kernel: 2 }),
+      b.avgPool2d(x, { kernel: 3, stride: 1, padding: 1 }),
+      b.globalAvgPool(x),
+    ];
     const m = b.build(b.relu(x));
     for (const o of [...outs, ...pools]) m.eval.outputs.push({ name: o });
     const xt = input(1, [2, 4, 4], 11);
@@ -138,8 +148,12 @@ describe("layers", () => {
       xs.forEach((v, j) => expect(y[j]).toBeCloseTo(f(v), 5));
     });
     expect(r[outs[6]!]!.dims).toEqual([1, 4, 4, 4]);
-    const at = (c: number, i: number, j: number) => (i < 0 || j < 0 || i > 3 || j > 3 ? 0 : xs[c * 16 + i * 4 + j]!);
-    expect((r[pools[0]!]!.data as Float32Array)[0]).toBeCloseTo(Math.max(at(0, 0, 0), at(0, 0, 1), at(0, 1, 0), at(0, 1, 1)), 6);
+    const at = (c: number, i: number, j: number) =>
+      i < 0 || j < 0 || i > 3 || j > 3 ? 0 : xs[c * 16 + i * 4 + j]!;
+    expect((r[pools[0]!]!.data as Float32Array)[0]).toBeCloseTo(
+      Math.max(at(0, 0, 0), at(0, 0, 1), at(0, 1, 0), at(0, 1, 1)),
+      6,
+    );
     // count_include_pad=True: the corner average divides by 9
     let s = 0;
     for (let i = -1; i <= 1; i++) for (let j = -1; j <= 1; j++) s += at(1, i, j);

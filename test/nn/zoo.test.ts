@@ -1,9 +1,9 @@
 import { describe, expect, test } from "vitest";
+import { stateDict, zooModel, zooNames } from "../../src/nn/index.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { attrInt } from "../../src/onnx/ir.js";
 import { f32, numel } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { stateDict, zooModel, zooNames } from "../../src/nn/index.js";
 import { Rng } from "../../src/train/rng.js";
 
 const expectedParams: Record<string, number> = {
@@ -48,15 +48,27 @@ describe("zoo", () => {
     expect(r.params.at(-1)).toBe("fc.bias");
     expect(r.train.initializers.get("layer3.0.conv2.weight")!.dims).toEqual([64, 64, 3, 3]);
     expect(r.updates.get("layer1.0.bn1.running_var")).toBe("layer1.0.bn1.running_var.next");
-    expect(zooModel("mnist-cnn").params).toEqual(["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias"]);
+    expect(zooModel("mnist-cnn").params).toEqual([
+      "conv1.weight",
+      "conv1.bias",
+      "conv2.weight",
+      "conv2.bias",
+      "fc.weight",
+      "fc.bias",
+    ]);
   });
 
   test("same seed gives the same weights, another seed other weights", () => {
     const a = stateDict(zooModel("cifar-cnn", { seed: 3 }));
     const b = stateDict(zooModel("cifar-cnn", { seed: 3 }));
     const c = stateDict(zooModel("cifar-cnn", { seed: 4 }));
-    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data as Float32Array).equals(Buffer.from(t.data as Float32Array))).toBe(true);
-    expect((c.get("conv2.weight")!.data as Float32Array)[0]).not.toBe((a.get("conv2.weight")!.data as Float32Array)[0]);
+    for (const [k, t] of a)
+      expect(Buffer.from(b.get(k)!.data as Float32Array).equals(Buffer.from(t.data as Float32Array))).toBe(
+        true,
+      );
+    expect((c.get("conv2.weight")!.data as Float32Array)[0]).not.toBe(
+      (a.get("conv2.weight")!.data as Float32Array)[0],
+    );
   });
 
   test("unknown model names are refused with the list", () => {

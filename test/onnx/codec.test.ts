@@ -3,15 +3,19 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
+import protobuf from "protobufjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeModel, encodeMessage, encodeModel, loadModel, modelOf } from "../../src/onnx/codec.js";
 import { DTYPE_CODE, type DType, floatToHalf } from "../../src/onnx/dtype.js";
 import { OnnxError } from "../../src/onnx/errors.js";
 import { Graph, type Model, type ValueInfo } from "../../src/onnx/ir.js";
+import { ONNX_PROTO } from "../../src/onnx/schema.js";
 import { type Tensor, tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
 import { seeded } from "../helpers/random.js";
 import { SHARED_MODELS, sharedModels } from "../helpers/shared-models.js";
+
+const ModelProto = protobuf.parse(ONNX_PROTO, { keepCase: true }).root.lookupType("onnx.ModelProto");
 
 /** Random feeds for every input ORT reports, symbolic dims set to 2. */
 function randomFeeds(session: ort.InferenceSession, seed: number): Record<string, Tensor> {
@@ -122,6 +126,89 @@ describe("shared models round-trip", () => {
     const w = wide.data as Float32Array;
     expect(w.length).toBe(h.length);
     for (let i = 0; i < h.length; i++) expect(floatToHalf(w[i]!)).toBe(h[i]); // exact: every half is a float32
+  });
+});
+
+describe("fields qat does not interpret", () => {
+  it("survive decode and encode: metadata, docs, denotations, functions, training info, sparse and raw attributes", () => {
+    const dim = (v: number, denotation?: string) => ({ dim_value: v, ...(denotation ? { denotation } : {}) });
+    const fields = {
+      ir_version: 10,
+      opset_import: [
+        { domain: "", version: 21 },
+        { domain: "local", version: 1 },
+      ],
+      producer_name: "hand",
+      producer_version: "1.0",
+      domain: "ai.qat.test",
+      model_version: 7,
+      doc_string: "model doc",
+      metadata_props: [
+        { key: "author", value: "me" },
+        { key: "__proto__", value: "kept" },
+      ],
+      graph: {
+        name: "g",
+        doc_string: "graph doc",
+        node: [
+          {
+            name: "n0",
+            op_type: "Twice",
+            domain: "local",
+            input: ["x"],
+            output: ["y"],
+            doc_string: "node doc",
+            attribute: [{ name: "alpha", ref_attr_name: "a", type: 1 }],
+            metadata_props: [{ key: "k", value: "v" }],
+          },
+        ],
+        input: [
+          {
+            name: "x",
+            type: {
+              denotation: "TENSOR",
+              tensor_type: {
+                elem_type: 1,
+                shape: { dim: [dim(1, "DATA_BATCH"), dim(3, "DATA_CHANNEL"), { dim_param: "h" }] },
+              },
+            },
+          },
+        ],
+        output: [{ name: "y", type: { sequence_type: { elem_type: { tensor_type: { elem_type: 1 } } } } }],
+        sparse_initializer: [
+          {
+            values: { name: "sp", data_type: 1, dims: [2], float_data: [1, 2] },
+            indices: { data_type: 7, dims: [2], int64_data: [0, 5] },
+            dims: [10],
+          },
+        ],
+        quantization_annotation: [
+          { tensor_name: "y", quant_parameter_tensor_names: [{ key: "SCALE_TENSOR", value: "s" }] },
+        ],
+        metadata_props: [{ key: "gk", value: "gv" }],
+      },
+      functions: [
+        {
+          name: "Twice",
+          domain: "local",
+          input: ["a"],
+          output: ["b"],
+          attribute: ["alpha"],
+          node: [{ op_type: "Add", input: ["a", "a"], output: ["b"] }],
+          opset_import: [{ domain: "", version: 21 }],
+        },
+      ],
+      training_info: [{ algorithm: { name: "step" }, update_binding: [{ key: "w", value: "w_new" }] }],
+    };
+    const original = encodeMessage("onnx.ModelProto", fields);
+    const model = decodeModel(original);
+    expect(model.metadata).toEqual({ author: "me", ["__proto__"]: "kept" });
+    expect(model.graph.inputs[0]!.shape).toEqual([1, 3, "h"]);
+    const again = encodeModel(model);
+    // compare as protobuf messages: every field written back, none lost or changed
+    const asObject = (b: Uint8Array) =>
+      ModelProto.toObject(ModelProto.decode(b), { longs: String, defaults: false });
+    expect(asObject(again)).toEqual(asObject(original));
   });
 });
 

@@ -10,12 +10,20 @@ import { Rng } from "../../src/train/rng.js";
 
 type State = Record<string, number[]>;
 
-function torchStep(spec: OptimizerSpec, p: number[], grad: number[], st: State, lr: number, t: number): number[] {
+function torchStep(
+  spec: OptimizerSpec,
+  p: number[],
+  grad: number[],
+  st: State,
+  lr: number,
+  t: number,
+): number[] {
   if (spec.kind === "sgd") {
     const { momentum = 0, dampening = 0, nesterov = false, weightDecay = 0 } = spec;
     let d = grad.map((g, i) => g + weightDecay * p[i]!);
     if (momentum !== 0) {
-      if (!st.buf) st.buf = [...d]; // torch.clone(d_p).detach() on the first step
+      if (!st.buf)
+        st.buf = [...d]; // torch.clone(d_p).detach() on the first step
       else st.buf = st.buf.map((b, i) => momentum * b + (1 - dampening) * d[i]!);
       const buf = st.buf;
       d = nesterov ? d.map((v, i) => v + momentum * buf[i]!) : [...buf];
@@ -43,7 +51,10 @@ async function compare(spec: OptimizerSpec, steps = 5, gradScale = 2) {
   const shapes = [[3, 4], [5]];
   const g = new Graph();
   const params = shapes.map((dims, i) => {
-    g.inputs.push({ name: `p${i}`, dtype: "float32", shape: dims }, { name: `g${i}`, dtype: "float32", shape: dims });
+    g.inputs.push(
+      { name: `p${i}`, dtype: "float32", shape: dims },
+      { name: `g${i}`, dtype: "float32", shape: dims },
+    );
     return { name: `p${i}`, grad: `g${i}`, dims };
   });
   g.inputs.push({ name: "lr", dtype: "float32", shape: [] }, { name: "step", dtype: "float32", shape: [] });
@@ -53,7 +64,18 @@ async function compare(spec: OptimizerSpec, steps = 5, gradScale = 2) {
 
   const rng = new Rng(42);
   const values = new Map<string, Tensor>();
-  for (const p of params) values.set(p.name, f32(p.dims, rng.uniformArray(p.dims.reduce((a, b) => a * b), -1, 1)));
+  for (const p of params)
+    values.set(
+      p.name,
+      f32(
+        p.dims,
+        rng.uniformArray(
+          p.dims.reduce((a, b) => a * b),
+          -1,
+          1,
+        ),
+      ),
+    );
   for (const s of opt.state) values.set(s.name, s.init);
   const ref = params.map((p) => Array.from(values.get(p.name)!.data as Float32Array));
   const refState: State[] = params.map(() => ({}));
@@ -72,7 +94,9 @@ async function compare(spec: OptimizerSpec, steps = 5, gradScale = 2) {
     params.forEach((p, i) => {
       const got = values.get(p.name)!.data as Float32Array;
       // float32 against float64: a few ulps of the parameter
-      ref[i]!.forEach((r, j) => (worst = Math.max(worst, Math.abs(got[j]! - r) / (1e-6 + 1e-5 * Math.abs(r)))));
+      ref[i]!.forEach(
+        (r, j) => (worst = Math.max(worst, Math.abs(got[j]! - r) / (1e-6 + 1e-5 * Math.abs(r)))),
+      );
     });
   }
   return worst;
@@ -82,7 +106,10 @@ describe("optimizers in the graph match torch.optim's formulas over several step
   const cases: [string, OptimizerSpec][] = [
     ["plain SGD", { kind: "sgd" }],
     ["SGD momentum", { kind: "sgd", momentum: 0.9 }],
-    ["SGD momentum + dampening (first step copies the gradient)", { kind: "sgd", momentum: 0.9, dampening: 0.3 }],
+    [
+      "SGD momentum + dampening (first step copies the gradient)",
+      { kind: "sgd", momentum: 0.9, dampening: 0.3 },
+    ],
     ["SGD Nesterov + weight decay", { kind: "sgd", momentum: 0.8, nesterov: true, weightDecay: 1e-2 }],
     ["Adam", { kind: "adam" }],
     ["Adam + L2 weight decay", { kind: "adam", betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.05 }],
@@ -103,10 +130,16 @@ describe("optimizers in the graph match torch.optim's formulas over several step
   test("state inputs are named like torch's optimizer state", () => {
     const g = new Graph();
     g.inputs.push({ name: "w", dtype: "float32", shape: [2] }, { name: "dw", dtype: "float32", shape: [2] });
-    const adam = appendOptimizer(g, { kind: "adam" }, [{ name: "w", grad: "dw", dims: [2] }], { lr: "lr", step: "step" });
+    const adam = appendOptimizer(g, { kind: "adam" }, [{ name: "w", grad: "dw", dims: [2] }], {
+      lr: "lr",
+      step: "step",
+    });
     expect(adam.state.map((s) => s.name)).toEqual(["w.exp_avg", "w.exp_avg_sq"]);
     const g2 = new Graph();
-    const sgd = appendOptimizer(g2, { kind: "sgd", momentum: 0.9 }, [{ name: "w", grad: "dw", dims: [2] }], { lr: "lr", step: "step" });
+    const sgd = appendOptimizer(g2, { kind: "sgd", momentum: 0.9 }, [{ name: "w", grad: "dw", dims: [2] }], {
+      lr: "lr",
+      step: "step",
+    });
     expect(sgd.state.map((s) => s.name)).toEqual(["w.momentum_buffer"]);
     expect([...sgd.next.keys()]).toEqual(["w.momentum_buffer", "w"]);
   });
@@ -114,7 +147,9 @@ describe("optimizers in the graph match torch.optim's formulas over several step
   test("invalid hyperparameters are refused as PyTorch refuses them", () => {
     const p = [{ name: "w", grad: "dw", dims: [2] }];
     const io = { lr: "lr", step: "step" };
-    expect(() => appendOptimizer(new Graph(), { kind: "sgd", nesterov: true }, p, io)).toThrow(OptimizerError);
+    expect(() => appendOptimizer(new Graph(), { kind: "sgd", nesterov: true }, p, io)).toThrow(
+      OptimizerError,
+    );
     expect(() => appendOptimizer(new Graph(), { kind: "sgd", momentum: -1 }, p, io)).toThrow(/momentum/);
     expect(() => appendOptimizer(new Graph(), { kind: "adam", betas: [1, 0.9] }, p, io)).toThrow(/betas/);
   });

@@ -1,17 +1,40 @@
 import { describe, expect, test } from "vitest";
-import { BatchNorm2d, Conv2d, Flatten, Linear, named, ReLU, sequential, stateDict, zooModel } from "../../src/nn/index.js";
+import {
+  BatchNorm2d,
+  Conv2d,
+  Flatten,
+  Linear,
+  named,
+  ReLU,
+  sequential,
+  stateDict,
+  zooModel,
+} from "../../src/nn/index.js";
 import type { NetModel } from "../../src/nn/model.js";
 import { attrInt } from "../../src/onnx/ir.js";
 import { f32, i64, type Tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
 import { Rng } from "../../src/train/rng.js";
-import { buildGradientGraph, buildTrainingStep, EvalRunner, StepError, TrainingRunner } from "../../src/train/step.js";
+import {
+  buildGradientGraph,
+  buildTrainingStep,
+  EvalRunner,
+  StepError,
+  TrainingRunner,
+} from "../../src/train/step.js";
 
 const tiny = (seed = 3): NetModel =>
   sequential(
     "tiny",
     [2, 6, 6],
-    [named("bn0", BatchNorm2d()), named("conv", Conv2d(4, 3, { padding: 1 })), named("bn", BatchNorm2d()), ReLU(), Flatten(), named("fc", Linear(3))],
+    [
+      named("bn0", BatchNorm2d()),
+      named("conv", Conv2d(4, 3, { padding: 1 })),
+      named("bn", BatchNorm2d()),
+      ReLU(),
+      Flatten(),
+      named("fc", Linear(3)),
+    ],
     { seed },
   );
 
@@ -32,7 +55,17 @@ describe("training step", () => {
   test("one ONNX graph: inputs are parameters, optimizer state, buffers, batch, lr, step", () => {
     const s = buildTrainingStep(tiny(), { optimizer: { kind: "sgd", momentum: 0.9 } });
     const inputs = s.model.graph.inputs.map((v) => v.name);
-    expect(inputs).toEqual(expect.arrayContaining(["x", "labels", "lr", "step", "conv.weight", "conv.weight.momentum_buffer", "bn.running_var"]));
+    expect(inputs).toEqual(
+      expect.arrayContaining([
+        "x",
+        "labels",
+        "lr",
+        "step",
+        "conv.weight",
+        "conv.weight.momentum_buffer",
+        "bn.running_var",
+      ]),
+    );
     const outputs = s.model.graph.outputs.map((v) => v.name);
     expect(outputs.slice(0, 2)).toEqual([s.loss, s.correct]);
     expect(outputs).toHaveLength(2 + s.carried.length);
@@ -42,7 +75,10 @@ describe("training step", () => {
 
   test("training decreases the loss and raises accuracy on a learnable batch", async () => {
     const { x, y } = batch(48, 1);
-    const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind: "sgd", momentum: 0.9 } }), { threads: 1 });
+    const runner = await TrainingRunner.create(
+      buildTrainingStep(tiny(), { optimizer: { kind: "sgd", momentum: 0.9 } }),
+      { threads: 1 },
+    );
     const first = await runner.run(x, y, 0.05);
     let last = first;
     for (let i = 0; i < 30; i++) last = await runner.run(x, y, 0.05);
@@ -57,7 +93,9 @@ describe("training step", () => {
   test("Adam and AdamW steps train too", async () => {
     for (const kind of ["adam", "adamw"] as const) {
       const { x, y } = batch(32, 2);
-      const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind } }), { threads: 1 });
+      const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind } }), {
+        threads: 1,
+      });
       const first = await runner.run(x, y, 0.01);
       let last = first;
       for (let i = 0; i < 20; i++) last = await runner.run(x, y, 0.01);
@@ -69,7 +107,12 @@ describe("training step", () => {
   test("regression losses: MSE and BCE-with-logits steps on float targets train", async () => {
     for (const kind of ["mse", "bce-with-logits"] as const) {
       const { x, y } = batch(24, 8);
-      const target = f32([24, 3], Array.from({ length: 72 }, (_, i) => (Number((y.data as BigInt64Array)[Math.floor(i / 3)]) === i % 3 ? 1 : 0)));
+      const target = f32(
+        [24, 3],
+        Array.from({ length: 72 }, (_, i) =>
+          Number((y.data as BigInt64Array)[Math.floor(i / 3)]) === i % 3 ? 1 : 0,
+        ),
+      );
       const step = buildTrainingStep(tiny(), { loss: { kind }, optimizer: { kind: "adam" } });
       expect(step.model.graph.inputs.find((v) => v.name === "labels")!.dtype).toBe("float32");
       const runner = await TrainingRunner.create(step, { threads: 1 });
@@ -87,7 +130,10 @@ describe("training step", () => {
     const b1 = batch(8, 5);
     const b2 = batch(8, 6);
     const lr = [0.1, 0.05];
-    const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }), { threads: 1 });
+    const runner = await TrainingRunner.create(
+      buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }),
+      { threads: 1 },
+    );
     await runner.run(b1.x, b1.y, lr[0]!);
     await runner.run(b2.x, b2.y, lr[1]!);
     // the same two steps by hand: gradients from the gradient graph, torch's momentum rule in JS
@@ -105,7 +151,13 @@ describe("training step", () => {
         const m = buf.get(p) ?? Float32Array.from(g);
         if (k > 0) for (let i = 0; i < m.length; i++) m[i] = 0.9 * m[i]! + g[i]!;
         buf.set(p, m);
-        values.set(p, f32(values.get(p)!.dims, w.map((v, i) => v - lr[k]! * m[i]!)));
+        values.set(
+          p,
+          f32(
+            values.get(p)!.dims,
+            w.map((v, i) => v - lr[k]! * m[i]!),
+          ),
+        );
       }
       for (const bname of net.buffers) values.set(bname, out[net.updates.get(bname)!]!);
     }
@@ -125,13 +177,18 @@ describe("training step", () => {
     };
     const rm = got.get("bn0.running_mean")!.data as Float32Array;
     for (const c of [0, 1]) expect(rm[c]).toBeCloseTo(0.9 * 0.1 * chMean(b1.x, c) + 0.1 * chMean(b2.x, c), 5);
-    expect(Array.from(got.get("conv.weight.momentum_buffer")!.data as Float32Array)).toEqual(Array.from(buf.get("conv.weight")!).map((v) => expect.closeTo(v, 5)));
+    expect(Array.from(got.get("conv.weight.momentum_buffer")!.data as Float32Array)).toEqual(
+      Array.from(buf.get("conv.weight")!).map((v) => expect.closeTo(v, 5)),
+    );
     await runner.release();
     await session.release();
   });
 
   test("a step leaves the tensors it was fed untouched (ORT writes only to its outputs)", async () => {
-    const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind: "sgd", momentum: 0.9 } }), { threads: 1 });
+    const runner = await TrainingRunner.create(
+      buildTrainingStep(tiny(), { optimizer: { kind: "sgd", momentum: 0.9 } }),
+      { threads: 1 },
+    );
     const { x, y } = batch(8, 4);
     await runner.run(x, y, 0.1);
     const fed = runner.values();
@@ -148,7 +205,10 @@ describe("training step", () => {
 
   test("same seed, same batches → bit-identical weights", async () => {
     const train = async () => {
-      const r = await TrainingRunner.create(buildTrainingStep(zooModel("mobilenet-tiny", { seed: 7 }), { optimizer: { kind: "adamw" } }), { threads: 1 });
+      const r = await TrainingRunner.create(
+        buildTrainingStep(zooModel("mobilenet-tiny", { seed: 7 }), { optimizer: { kind: "adamw" } }),
+        { threads: 1 },
+      );
       const rng = new Rng(3);
       for (let s = 0; s < 2; s++) {
         const x = f32([4, 3, 32, 32], rng.uniformArray(4 * 3 * 32 * 32, -1, 1));
@@ -159,13 +219,19 @@ describe("training step", () => {
       return v;
     };
     const [a, b] = [await train(), await train()];
-    for (const [k, t] of a) expect(Buffer.from(t.data as Float32Array).equals(Buffer.from(b.get(k)!.data as Float32Array)), k).toBe(true);
+    for (const [k, t] of a)
+      expect(Buffer.from(t.data as Float32Array).equals(Buffer.from(b.get(k)!.data as Float32Array)), k).toBe(
+        true,
+      );
   });
 
   test("the eval runner uses the trained weights and BN's running statistics", async () => {
     const net = tiny();
     const { x, y } = batch(30, 9);
-    const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }), { threads: 1 });
+    const runner = await TrainingRunner.create(
+      buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }),
+      { threads: 1 },
+    );
     const ev = await EvalRunner.create(net, { threads: 1 });
     const before = await ev.run(x, { labels: y, weights: runner.weights() });
     for (let i = 0; i < 40; i++) await runner.run(x, y, 0.05);
@@ -174,17 +240,27 @@ describe("training step", () => {
     expect(after.correct).toBeGreaterThanOrEqual(27);
     // the initial weights when none are given
     const init = await ev.run(x);
-    expect(Array.from(init.logits.data as Float32Array)).toEqual(Array.from(before.logits.data as Float32Array));
-    expect(net.eval.nodes.filter((n) => n.opType === "BatchNormalization").every((n) => attrInt(n, "training_mode", 0) === 0)).toBe(true);
+    expect(Array.from(init.logits.data as Float32Array)).toEqual(
+      Array.from(before.logits.data as Float32Array),
+    );
+    expect(
+      net.eval.nodes
+        .filter((n) => n.opType === "BatchNormalization")
+        .every((n) => attrInt(n, "training_mode", 0) === 0),
+    ).toBe(true);
     await runner.release();
     await ev.release();
   });
 
   test("a batch of the wrong shape or label type is refused naming the input", async () => {
-    const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind: "sgd" } }), { threads: 1 });
+    const runner = await TrainingRunner.create(buildTrainingStep(tiny(), { optimizer: { kind: "sgd" } }), {
+      threads: 1,
+    });
     const { x, y } = batch(4, 1);
     await expect(runner.run(f32([4, 72], x.data as Float32Array), y, 0.1)).rejects.toThrow(StepError);
-    await expect(runner.run(f32([4, 72], x.data as Float32Array), y, 0.1)).rejects.toThrow(/input 'x' must be float32 \[batch, 2,6,6\]/);
+    await expect(runner.run(f32([4, 72], x.data as Float32Array), y, 0.1)).rejects.toThrow(
+      /input 'x' must be float32 \[batch, 2,6,6\]/,
+    );
     await expect(runner.run(x, f32([4], [0, 1, 2, 0]), 0.1)).rejects.toThrow(/'labels' must be int64/);
     await expect(runner.run(x, i64([3], [0, 1, 2]), 0.1)).rejects.toThrow(/4 rows/);
     await runner.release();

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { compareGradients, formatComparison } from "../../bench/torch-grads.js";
 import { torchProblem } from "../../bench/torch/python.js";
+import { compareGradients, formatComparison } from "../../bench/torch-grads.js";
 
 // qat's gradients (autodiff emitted as ONNX, run by ORT) against PyTorch's, same weights and batch.
 describe("gradients equal PyTorch's", () => {
@@ -13,7 +13,8 @@ describe("gradients equal PyTorch's", () => {
     const label = labelSmoothing ? ` with label smoothing ${labelSmoothing}` : "";
     test(`${model}${label}: every parameter's gradient and BN buffer within 1e-4 relative error`, async () => {
       const problem = torchProblem();
-      if (problem) throw new Error(`this test compares against PyTorch (CI installs python3-torch): ${problem}`);
+      if (problem)
+        throw new Error(`this test compares against PyTorch (CI installs python3-torch): ${problem}`);
       const c = await compareGradients(model, { batch: 8, labelSmoothing });
       const report = formatComparison(c);
       expect(Math.abs(c.loss.qat - c.loss.torch), report).toBeLessThan(1e-5 * Math.abs(c.loss.torch) + 1e-6);

@@ -1,14 +1,20 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { loadModel } from "../../src/onnx/codec.js";
+import { importModel } from "../../src/nn/import/index.js";
+import { loadModel, modelOf } from "../../src/onnx/codec.js";
 import { evaluateModel } from "../../src/runtime/evaluate.js";
 import { openDataset } from "../../src/train/data/open.js";
 import { RUN_FILES } from "../../src/train/trainer.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
+import { inputConvention } from "./train.js";
 
 interface EvalFlags {
+  from?: string;
+  inputScale?: string;
+  inputMean?: string;
+  inputStd?: string;
   data: string;
   dataDir?: string;
   split: "train" | "test";
@@ -22,7 +28,11 @@ interface EvalFlags {
 export function evalCommand(): Command {
   return new Command("eval")
     .description("evaluate an ONNX classifier (or a run folder's model.onnx) on a dataset")
-    .argument("<model>", "an .onnx file or a run folder")
+    .argument("[model]", "an .onnx file or a run folder")
+    .option("--from <model.onnx>", "import this float ONNX model first (any batch, input convention flags below)")
+    .option("--input-scale <s>", "with --from: multiply the dataset's stored values by s before the model")
+    .option("--input-mean <m,...>", "with --from: then subtract these per-channel means")
+    .option("--input-std <s,...>", "with --from: then divide by these per-channel standard deviations")
     .requiredOption("--data <dataset>", "a named dataset (mnist, fashion-mnist, cifar10) or a path")
     .option("--data-dir <dir>", "folder searched first for a named dataset")
     .option("--split <split>", "train or test", "test")
@@ -30,10 +40,15 @@ export function evalCommand(): Command {
     .option("--limit <n>", "evaluate on at most this many samples (0: all)", "0")
     .option("--threads <n>", "ONNX Runtime threads (0: all cores)", "0")
     .option("--json", "print one JSON object as the last line of stdout", false)
-    .action(async (target: string, f: EvalFlags) => {
-      const file = existsSync(target) && statSync(target).isDirectory() ? join(target, RUN_FILES.model) : target;
+    .action(async (target: string | undefined, f: EvalFlags) => {
+      if ((target === undefined) === (f.from === undefined)) throw new UsageError("give either a model (an .onnx file or a run folder) or --from <model.onnx>");
+      const input = inputConvention(f);
+      if (input && !f.from) throw new UsageError("--input-scale, --input-mean and --input-std apply to a model given with --from");
+      const given = (f.from ?? target)!;
+      const file = existsSync(given) && statSync(given).isDirectory() ? join(given, RUN_FILES.model) : given;
       if (!existsSync(file)) throw new UsageError(`${file} not found: give an .onnx file or a run folder`);
-      const model = loadModel(file);
+      // --from: the model as qat imports it for training (dynamic batch, float32, the input convention in front)
+      const model = f.from ? modelOf(importModel(file, { input }).net.eval) : loadModel(file);
       const ds = await openDataset(f.data, { dataDir: f.dataDir, split: f.split });
       const m = await evaluateModel(model, ds, {
         batchSize: Number(f.batchSize),

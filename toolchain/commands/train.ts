@@ -1,3 +1,4 @@
+import { basename } from "node:path";
 import { Command, Option } from "commander";
 import type { TrainConfig } from "../../src/train/config.js";
 import type { OptimizerSpec } from "../../src/train/optimizers.js";
@@ -10,6 +11,10 @@ import { trainProgress } from "../progress.js";
 
 interface TrainFlags {
   model: string;
+  from?: string;
+  inputScale?: string;
+  inputMean?: string;
+  inputStd?: string;
   data: string;
   dataDir?: string;
   epochs: string;
@@ -34,13 +39,24 @@ interface TrainFlags {
   out?: string;
   resume?: string;
   json: boolean;
+  init?: string;
+  qat?: string | boolean;
+  keepFloat?: string;
+  weightBits?: string;
+  observer?: string;
+  calibrationBatches: string;
+  freezeBnAfter: string;
 }
 
 /** `qat train`: a thin shell over `train()` in src/train/trainer.ts. */
 export function trainCommand(): Command {
   const cmd = new Command("train")
-    .description("train a model (float) into a run folder: config.json, metrics.jsonl, checkpoint.onnx, model.onnx, summary.json")
+    .description("train a model (float, or quantization-aware with --qat) into a run folder: config.json, metrics.jsonl, checkpoint.onnx, model.onnx, summary.json")
     .option("--model <name>", "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny", "mnist-cnn")
+    .option("--from <model.onnx>", "train this float ONNX model (PyTorch, TensorFlow, CNTK export) instead of a zoo model")
+    .option("--input-scale <s>", "with --from: multiply the dataset's stored values by s before the model (e.g. 0.00392157)")
+    .option("--input-mean <m,...>", "with --from: then subtract these per-channel means")
+    .option("--input-std <s,...>", "with --from: then divide by these per-channel standard deviations")
     .option("--data <name>", "dataset: mnist, fashion-mnist, cifar10", "mnist")
     .option("--data-dir <dir>", "folder searched first for the dataset (then $QAT_DATA_DIR, then the cache)")
     .option("--epochs <n>", "epochs", "1")
@@ -68,12 +84,28 @@ export function trainCommand(): Command {
     .option("--config <file>", "settings file; flags given on the command line override it", "qat.config.json")
     .option("--out <folder>", "run folder (default runs/<model>-<time>)")
     .option("--resume <run>", "continue the run in this folder from its checkpoint")
-    .option("--json", "print one JSON summary object as the last line of stdout", false);
+    .option("--json", "print one JSON summary object as the last line of stdout", false)
+    .option("--init <model>", "start from the weights of a model.onnx, checkpoint.onnx or run folder (e.g. a float run)")
+    .option("--qat [preset]", "quantization-aware training with a qconfig preset: ort-cpu, ort-cpu-x86-safe, tensorrt, w4a8")
+    .option("--keep-float <layers>", "with --qat: comma-separated layers left in float")
+    .option("--weight-bits <layer=bits,...>", "with --qat: per-layer weight bits, e.g. conv1=8,fc=4")
+    .addOption(
+      new Option("--observer <kind>", "with --qat: activation observer of the calibration").choices([
+        "minmax",
+        "moving-average",
+        "percentile",
+        "mse",
+        "entropy",
+      ]),
+    )
+    .option("--calibration-batches <n>", "with --qat: calibration batches before QAT", "32")
+    .option("--freeze-bn-after <steps>", "with --qat: freeze BN statistics after this many steps (0: never)", "0");
   cmd.action(async (flags: TrainFlags) => {
     const given = (k: keyof TrainFlags) => cmd.getOptionValueSource(k) === "cli";
     const fromFile = flags.resume ? {} : readConfigFile(flags.config, given("config"));
     const fromFlags = flagsToConfig(flags, given, fromFile);
-    const out = flags.resume ?? flags.out ?? `runs/${fromFlags.model ?? fromFile.model ?? flags.model}-${stamp()}`;
+    const named = fromFlags.from ? basename(fromFlags.from).replace(/\.onnx$/i, "") : (fromFlags.model ?? fromFile.model ?? flags.model);
+    const out = flags.resume ?? flags.out ?? `runs/${named}-${stamp()}`;
     const progress = trainProgress();
     try {
       const result = await train({ ...fromFile, ...fromFlags }, { out, resume: !!flags.resume, hooks: progress });
@@ -103,14 +135,20 @@ function flagsToConfig(f: TrainFlags, given: (k: keyof TrainFlags) => boolean, f
   const use = (k: keyof TrainFlags, fileHas: boolean) => given(k) || !fileHas;
   const c: Partial<TrainConfig> = {};
   if (use("model", file.model !== undefined)) c.model = f.model;
+  if (f.from !== undefined) c.from = f.from;
+  // an imported model without optimizer/schedule flags gets the fine-tuning defaults (resolveConfig)
+  const importing = f.from !== undefined || file.from !== undefined;
+  const input = inputConvention(f);
+  if (input && !importing) throw new UsageError("--input-scale, --input-mean and --input-std apply to a model given with --from");
+  if (input) c.input = input;
   if (use("data", file.data !== undefined)) c.data = f.data;
   if (f.dataDir !== undefined) c.dataDir = f.dataDir;
   if (use("epochs", file.epochs !== undefined)) c.epochs = num(f.epochs, "--epochs");
   if (use("batchSize", file.batchSize !== undefined)) c.batchSize = num(f.batchSize, "--batch-size");
   const optGiven = ["optimizer", "momentum", "nesterov", "weightDecay"].some((k) => given(k as keyof TrainFlags));
-  if (use("optimizer", file.optimizer !== undefined) || optGiven) c.optimizer = optimizerFrom(f);
+  if ((use("optimizer", file.optimizer !== undefined) && !importing) || optGiven) c.optimizer = optimizerFrom(f);
   const schedGiven = ["schedule", "lr", "warmupSteps"].some((k) => given(k as keyof TrainFlags));
-  if (use("schedule", file.schedule !== undefined) || schedGiven) c.schedule = scheduleFrom(f);
+  if ((use("schedule", file.schedule !== undefined) && !importing) || schedGiven) c.schedule = scheduleFrom(f);
   if (use("seed", file.seed !== undefined)) c.seed = num(f.seed, "--seed");
   if (use("threads", file.threads !== undefined)) c.threads = num(f.threads, "--threads");
   if (use("valFraction", file.valFraction !== undefined)) c.valFraction = num(f.valFraction, "--val-fraction");
@@ -121,6 +159,42 @@ function flagsToConfig(f: TrainFlags, given: (k: keyof TrainFlags) => boolean, f
   if (use("checkpointEvery", file.checkpointEvery !== undefined)) c.checkpointEvery = num(f.checkpointEvery, "--checkpoint-every");
   if (use("maxSteps", file.maxSteps !== undefined)) c.maxSteps = num(f.maxSteps, "--max-steps");
   if (use("evalLimit", file.evalLimit !== undefined)) c.evalLimit = num(f.evalLimit, "--eval-limit");
+  if (f.init !== undefined) c.init = f.init;
+  if (f.qat !== undefined && f.qat !== false) {
+    c.qat = {
+      preset: f.qat === true ? "ort-cpu" : f.qat,
+      keepFloat: f.keepFloat ? f.keepFloat.split(",").map((x) => x.trim()).filter(Boolean) : [],
+      weightBits: parseLayerBits(f.weightBits),
+      observer: f.observer as NonNullable<TrainConfig["qat"]>["observer"],
+      calibrationBatches: num(f.calibrationBatches, "--calibration-batches"),
+      freezeBnAfter: num(f.freezeBnAfter, "--freeze-bn-after"),
+    };
+  } else if (["keepFloat", "weightBits", "observer"].some((k) => f[k as keyof TrainFlags] !== undefined)) {
+    throw new UsageError("--keep-float, --weight-bits and --observer need --qat");
+  }
+  return c;
+}
+
+/** "conv1=8,fc=4" → { conv1: 8, fc: 4 }. */
+export function parseLayerBits(spec: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!spec) return out;
+  for (const part of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(.+)=(\d+)$/.exec(part);
+    if (!m) throw new UsageError(`--weight-bits expects layer=bits pairs separated by commas, got "${part}"`);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+/** --input-scale/--input-mean/--input-std of an imported model (undefined: none given). */
+export function inputConvention(f: { from?: string; inputScale?: string; inputMean?: string; inputStd?: string }): TrainConfig["input"] {
+  if (f.inputScale === undefined && f.inputMean === undefined && f.inputStd === undefined) return undefined;
+  const list = (v: string, flag: string) => v.split(",").map((x) => num(x, flag));
+  const c: NonNullable<TrainConfig["input"]> = {};
+  if (f.inputScale !== undefined) c.scale = num(f.inputScale, "--input-scale");
+  if (f.inputMean !== undefined) c.mean = list(f.inputMean, "--input-mean");
+  if (f.inputStd !== undefined) c.std = list(f.inputStd, "--input-std");
   return c;
 }
 

@@ -1,0 +1,302 @@
+/**
+ * A float ONNX model from another framework (PyTorch, TensorFlow, CNTK) as a qat NetModel, ready for the training
+ * step: the opset is brought to 17, float16 widened, Constant nodes made initializers, a fixed batch made dynamic,
+ * weights split into trainable and frozen, BatchNormalization switched to training mode with PyTorch's running
+ * statistics, and the evaluation graph kept as the model computes.
+ */
+import { basename } from "node:path";
+import { loadModel } from "../../onnx/codec.js";
+import { cloneGraph, type Graph, type Model, sortGraph } from "../../onnx/ir.js";
+import { normalizeOpset, WORKING_OPSET } from "../../onnx/opset.js";
+import { inferShapes } from "../../onnx/shapes.js";
+import { numel, type Tensor, tensor, widen } from "../../onnx/tensor.js";
+import { prependNormalization } from "../../train/normalize.js";
+import { Rng } from "../../train/rng.js";
+import type { NetModel } from "../model.js";
+import { makeBatchDynamic } from "./batch.js";
+import { trainBatchNorm } from "./batchnorm.js";
+import { ImportError } from "./errors.js";
+import { opTable, splitParams } from "./params.js";
+import type { ImportReport } from "./report.js";
+
+export interface InputConvention {
+  /** Multiply the stored values by this first (1/255 for a model trained on 0–1 pixels). Default 1. */
+  scale?: number;
+  /** Then subtract these per-channel means (one value or one per channel). Default 0. */
+  mean?: number[];
+  /** Then divide by these per-channel standard deviations. Default 1. */
+  std?: number[];
+}
+
+export interface ImportOptions {
+  /** What the model expects to be fed, from the dataset's stored values. Default: the stored values as they are. */
+  input?: InputConvention;
+  /** The output holding the class scores. Default: the first graph output. */
+  output?: string;
+  /** The model's name (default: the file name without .onnx). */
+  name?: string;
+  /** PyTorch momentum of BN running statistics. Default: from the file (1 − ONNX momentum; 0.1 for the default). */
+  batchNormMomentum?: number;
+  /** Run Dropout in the training graph (default true, as PyTorch's train mode). */
+  dropout?: boolean;
+  /** Seed of the Dropout masks. */
+  seed?: number;
+}
+
+export interface ImportResult {
+  net: NetModel;
+  report: ImportReport;
+}
+
+/** Import a float ONNX model file for training. Errors name the file and the node. */
+export function importModel(path: string, opts: ImportOptions = {}): ImportResult {
+  return importOnnx(
+    loadModel(path),
+    { ...opts, name: opts.name ?? basename(path).replace(/\.onnx$/i, "") },
+    path,
+  );
+}
+
+/** Import a decoded model (it is modified in place: pass a copy to keep the original). */
+export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string): ImportResult {
+  const g = model.graph;
+  const producer = [model.producerName, model.producerVersion].filter(Boolean).join(" ");
+  const from = model.opsets[""] ?? model.opsets["ai.onnx"] ?? 1;
+  const widened = widenHalf(model);
+  normalizeOpset(model);
+
+  // the one input and the class-score output
+  const inputs = g.inputs.filter((v) => !g.initializers.has(v.name));
+  if (inputs.length !== 1) {
+    throw new ImportError(
+      `qat trains models with one input; this one has ${inputs.length} (${inputs.map((v) => v.name).join(", ")})`,
+      { file },
+    );
+  }
+  const input = inputs[0]!;
+  const fileDtype = widened.inputDtype ?? input.dtype ?? "unknown";
+  if (input.dtype !== "float32") {
+    throw new ImportError(
+      `input '${input.name}' is ${input.dtype ?? "of unknown type"}; qat trains models with a float input`,
+      { file, value: input.name },
+    );
+  }
+  const outputName = opts.output ?? g.outputs[0]?.name;
+  const out = g.outputs.find((o) => o.name === outputName);
+  if (!out)
+    throw new ImportError(`the model has no output named '${outputName}'`, { file, value: outputName });
+  const droppedOutputs = g.outputs.filter((o) => o !== out).map((o) => o.name);
+  g.outputs = [out];
+
+  const batch = makeBatchDynamic(g, input.name, out.name, file);
+  const output = flattenOutput(g, out.name, file);
+  const outShape = g.valueInfo.get(output)?.shape ?? out.shape;
+  const classes = outShape?.[1];
+  if (typeof classes !== "number")
+    throw new ImportError(`output '${output}' has no fixed number of classes ([${outShape}])`, {
+      file,
+      value: output,
+    });
+  const sample = input.shape?.slice(1) ?? [];
+  if (!input.shape || !sample.every((d) => typeof d === "number")) {
+    throw new ImportError(
+      `input '${input.name}' needs a fixed shape but for the batch, got [${input.shape}]`,
+      { file, value: input.name },
+    );
+  }
+  const evalGraph = g;
+  evalGraph.name = evalGraph.name || opts.name || "imported";
+
+  // the training graph: logits before a final Softmax, Dropout on, BatchNormalization on batch statistics
+  const train = cloneGraph(evalGraph);
+  const softmaxTail = bypassSoftmax(train, output);
+  const dropout = opts.dropout === false ? [] : activateDropout(train, opts.seed ?? 0);
+  const bn = trainBatchNorm(train, { momentum: opts.batchNormMomentum, file });
+  sortGraph(train);
+  train.invalidate();
+  inferShapes(train);
+
+  const split = splitParams(train, output, new Set(bn.buffers), file);
+  const net: NetModel = {
+    name: opts.name ?? (evalGraph.name || "imported"),
+    train,
+    eval: evalGraph,
+    input: input.name,
+    inputShape: sample as number[],
+    output,
+    params: split.trainable,
+    buffers: bn.buffers,
+    updates: bn.updates,
+  };
+
+  let convention: ImportReport["inputConvention"] = null;
+  if (opts.input && (opts.input.scale !== undefined || opts.input.mean || opts.input.std)) {
+    const scale = opts.input.scale ?? 1;
+    if (!(scale > 0 && Number.isFinite(scale)))
+      throw new ImportError(`input scale must be a positive number, got ${scale}`, { file });
+    const c = sample[0] as number;
+    const mean = opts.input.mean ?? [0];
+    const std = opts.input.std ?? [1];
+    for (const [what, v] of [
+      ["mean", mean],
+      ["std", std],
+    ] as const) {
+      if (v.length !== 1 && v.length !== c) {
+        throw new ImportError(
+          `input ${what} has ${v.length} values but input '${input.name}' has ${c} channels`,
+          { file },
+        );
+      }
+    }
+    if (std.some((s) => !(s > 0)))
+      throw new ImportError(`input std values must be positive, got [${std}]`, { file });
+    // (x·scale − mean)/std = (x − mean/scale) · (1/(std/scale))
+    prependNormalization(
+      net,
+      mean.map((m) => m / scale),
+      std.map((s) => s / scale),
+    );
+    convention = { scale, mean, std };
+  }
+  for (const gr of [net.train, net.eval]) {
+    gr.invalidate();
+    inferShapes(gr);
+  }
+
+  const ops = opTable(evalGraph);
+  const blocking = new Set(split.blocking.map((b) => b.opType));
+  const trainableSet = new Set(split.trainable);
+  const report: ImportReport = {
+    file,
+    producer,
+    opset: { from, to: WORKING_OPSET },
+    input: { name: input.name, dtype: fileDtype, sampleShape: sample as number[] },
+    output: { name: output, classes },
+    batch,
+    inputConvention: convention,
+    widened: { tensors: widened.tensors, casts: widened.casts },
+    ops: ops.map(({ opType, count, trainable }) => ({ opType, count, trainable })),
+    opsTrainable: ops.filter((o) => o.trainable).map((o) => o.opType),
+    opsKeptInFloat: ops
+      .filter((o) => !o.trainable)
+      .map((o) => ({ opType: o.opType, nodes: o.nodes, blocking: blocking.has(o.opType) })),
+    quantizedTensors: quantized(evalGraph),
+    params: {
+      trainable: split.trainable.map((p) => {
+        const t = train.initializers.get(p)!;
+        return { name: p, dims: [...t.dims], numel: numel(t.dims) };
+      }),
+      frozen: split.frozen.filter((f) => !trainableSet.has(f.name)),
+      trainableCount: split.trainable.reduce((a, p) => a + numel(train.initializers.get(p)!.dims), 0),
+      frozenCount: split.frozen.reduce((a, f) => a + f.numel, 0),
+    },
+    batchNorm: bn.layers,
+    batchNormKept: bn.kept,
+    buffers: bn.buffers,
+    dropout,
+    softmaxTail,
+    droppedOutputs,
+  };
+  return { net, report };
+}
+
+/** float16/bfloat16 → float32 everywhere: initializers, Constant values, value types, Casts. */
+function widenHalf(model: Model): { tensors: number; casts: string[]; inputDtype?: string } {
+  const g = model.graph;
+  let tensors = 0;
+  const half = (d?: string) => d === "float16" || d === "bfloat16";
+  const w = (t: Tensor): Tensor => {
+    if (!half(t.dtype)) return t;
+    tensors++;
+    return widen(t);
+  };
+  for (const [k, t] of g.initializers) g.initializers.set(k, w(t));
+  const casts: string[] = [];
+  for (const n of g.nodes) {
+    for (const a of Object.values(n.attrs)) if (a.type === "tensor") a.value = w(a.value);
+    if (
+      n.opType === "Cast" &&
+      n.attrs.to?.type === "int" &&
+      (n.attrs.to.value === 10 || n.attrs.to.value === 16)
+    ) {
+      n.attrs = { ...n.attrs, to: { type: "int", value: 1 } };
+      casts.push(n.name);
+    }
+  }
+  const firstInput = g.inputs.find((v) => !g.initializers.has(v.name));
+  const inputDtype = firstInput?.dtype;
+  for (const v of [...g.inputs, ...g.outputs, ...g.valueInfo.values()])
+    if (half(v.dtype)) v.dtype = "float32";
+  return { tensors, casts, inputDtype };
+}
+
+/** An output [batch, classes, 1, …] becomes [batch, classes] through a Flatten, under the same name. */
+function flattenOutput(g: Graph, output: string, file?: string): string {
+  const shape = g.valueInfo.get(output)?.shape ?? g.outputs.find((o) => o.name === output)?.shape;
+  if (!shape || shape.length === 2) return output;
+  if (shape.length < 2 || shape.slice(2).some((d) => d !== 1)) {
+    throw new ImportError(
+      `output '${output}' is [${shape}]; qat trains classifiers with [batch, classes] outputs`,
+      { file, value: output },
+    );
+  }
+  const inner = g.uniqueName(`${output}_unflattened`);
+  for (const n of g.nodes) {
+    n.outputs = n.outputs.map((o) => (o === output ? inner : o));
+    n.inputs = n.inputs.map((i) => (i === output ? inner : i));
+  }
+  g.op("Flatten", [inner], { axis: 1 }, { name: `${output}_flatten`, output });
+  const o = g.outputs.find((v) => v.name === output)!;
+  o.shape = [shape[0]!, shape[1]!];
+  g.valueInfo.delete(output);
+  inferShapes(g);
+  return output;
+}
+
+/** A Softmax whose output only reaches the model output through shape ops becomes an Identity (training only). */
+function bypassSoftmax(g: Graph, output: string): string | null {
+  const producers = g.producers();
+  const consumers = g.consumers();
+  const passThrough = new Set(["Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze"]);
+  let v = output;
+  for (;;) {
+    const p = producers.get(v);
+    if (!p) return null;
+    if (p.opType === "Softmax" && (p.domain === "" || p.domain === "ai.onnx")) {
+      if ((consumers.get(p.outputs[0]!) ?? []).length > 1) return null;
+      const name = p.name;
+      p.opType = "Identity";
+      p.attrs = {};
+      return name;
+    }
+    if (!passThrough.has(p.opType) || (consumers.get(v) ?? []).length > 1) return null;
+    v = p.inputs[0]!;
+  }
+}
+
+/** Dropout nodes run in training mode with a seeded mask in the training graph. */
+function activateDropout(g: Graph, seed: number): string[] {
+  const rng = new Rng(seed);
+  const on: string[] = [];
+  for (const n of g.nodes) {
+    if (n.opType !== "Dropout" || (n.domain !== "" && n.domain !== "ai.onnx")) continue;
+    if (n.inputs[2]) continue; // the file decides its mode
+    const ratio = n.inputs[1] || g.constant(`${n.name}.ratio`, tensor("float32", [], [0.5]));
+    const mode = g.constant(`${n.name}.training`, tensor("bool", [], [1]));
+    n.inputs = [n.inputs[0]!, ratio, mode];
+    n.attrs = {
+      ...n.attrs,
+      seed: { type: "int", value: rng.fork(`dropout:${n.name}`).nextU32() & 0x7fffffff },
+    };
+    on.push(n.name);
+  }
+  return on;
+}
+
+/** Integer tensors a quantized model holds (QuantizeLinear outputs and 8/4-bit initializers). */
+function quantized(g: Graph): string[] {
+  const out: string[] = [];
+  for (const [k, t] of g.initializers) if (["int8", "uint8", "int4", "uint4"].includes(t.dtype)) out.push(k);
+  for (const n of g.nodes) if (n.opType === "QuantizeLinear") out.push(n.outputs[0]!);
+  return out;
+}

@@ -1,0 +1,101 @@
+import { modelOf } from "../onnx/codec.js";
+import { cloneGraph } from "../onnx/ir.js";
+import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
+import { openSession, run } from "../runtime/session.js";
+import type { NetModel } from "../nn/model.js";
+import type { Dataset } from "../train/data/dataset.js";
+import { DataLoader } from "../train/data/loader.js";
+import { makeObserver, type Observer, type Range } from "./observer.js";
+import type { Placement, WeightPoint } from "./placement.js";
+import { qparamsFor, weightQParams } from "./qparams.js";
+import type { TensorQConfig } from "./qconfig.js";
+
+export interface CalibrationOptions {
+  /** Batches of the dataset to observe (default 32). */
+  batches?: number;
+  batchSize?: number;
+  /** Seed of the (shuffled) calibration batches. */
+  seed?: number;
+  threads?: number;
+  /** Replace every activation observer of the qconfig with this one. */
+  observer?: TensorQConfig["observer"];
+}
+
+/**
+ * Post-training calibration: run the float model's eval graph on calibration batches with every activation point
+ * as an extra output, feed each to its observer, and turn the observed ranges into scales and zero points; weight
+ * scales come from the weights themselves (folded with their BN's running statistics where BN will be folded).
+ * Returns the values of every `<tensor>.scale` / `<tensor>.zero_point` of the placement.
+ */
+export async function calibrate(
+  net: NetModel,
+  placement: Placement,
+  data: Dataset,
+  opts: CalibrationOptions = {},
+): Promise<Map<string, Tensor>> {
+  const out = new Map<string, Tensor>();
+  for (const w of placement.weights) weightParams(net, w, out);
+
+  const g = cloneGraph(net.eval);
+  const taps = placement.activations.map((a) => a.value);
+  const have = new Set(g.outputs.map((o) => o.name));
+  for (const t of taps) if (!have.has(t)) g.outputs.push({ name: t, dtype: "float32" });
+  const session = await openSession(modelOf(g), { threads: opts.threads });
+  const observers = new Map<string, Observer>();
+  for (const a of placement.activations) observers.set(a.value, makeObserver(opts.observer ?? a.cfg.observer));
+  const loader = new DataLoader(data, { batchSize: opts.batchSize ?? 64, seed: opts.seed ?? 0, shuffle: true });
+  const limit = opts.batches ?? 32;
+  let seen = 0;
+  try {
+    for await (const b of loader.epoch(0)) {
+      const x: Tensor = { dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x };
+      const res = await run(session, { [net.input]: x }, taps);
+      for (const t of taps) observers.get(t)!.observe(toFloat32(res[t]!));
+      if (++seen >= limit) break;
+    }
+  } finally {
+    await session.release();
+  }
+  // points sharing a scale (Concat inputs) get the union of their ranges
+  const ranges = new Map<string, Range>();
+  for (const a of placement.activations) {
+    const { qmin, qmax } = a.spec;
+    const r = observers.get(a.value)!.range(qmax - qmin + 1, a.cfg.symmetric);
+    const prev = ranges.get(a.scale);
+    ranges.set(a.scale, prev ? { min: Math.min(prev.min, r.min), max: Math.max(prev.max, r.max) } : r);
+  }
+  for (const a of placement.activations) {
+    const p = qparamsFor(ranges.get(a.scale)!, a.cfg);
+    out.set(a.scale, tensor("float32", [], [p.scale]));
+    out.set(a.zeroPoint, zeroPointTensor(a.spec.dtype, a.spec.learnZeroPoint, [], [p.zeroPoint]));
+  }
+  return out;
+}
+
+function zeroPointTensor(dtype: "uint8" | "int8" | "int32", learned: boolean, dims: number[], v: ArrayLike<number>): Tensor {
+  return learned ? tensor("float32", dims, v) : tensor(dtype, dims, v);
+}
+
+/** The weight as it will be quantized: folded with its BN (running statistics) when BN follows the conv. */
+export function effectiveWeight(net: NetModel, w: WeightPoint): Float32Array {
+  const init = (k: string) => toFloat32(net.eval.initializers.get(k)!);
+  const wt = net.eval.initializers.get(w.weight)!;
+  const data = toFloat32(wt).slice();
+  if (!w.bn) return data;
+  const gamma = init(w.bn.gamma);
+  const variance = init(w.bn.variance);
+  const per = data.length / wt.dims[0]!;
+  for (let c = 0; c < wt.dims[0]!; c++) {
+    const f = Math.fround(gamma[c]! / Math.fround(Math.sqrt(Math.fround(variance[c]! + Math.fround(w.bn.eps)))));
+    for (let i = 0; i < per; i++) data[c * per + i] = Math.fround(data[c * per + i]! * f);
+  }
+  return data;
+}
+
+function weightParams(net: NetModel, w: WeightPoint, out: Map<string, Tensor>): void {
+  const dims = net.eval.initializers.get(w.weight)!.dims;
+  const p = weightQParams(effectiveWeight(net, w), dims, w.cfg, w.axis);
+  const sdims = w.spec.axis >= 0 ? [p.scale.length] : [];
+  out.set(w.scale, tensor("float32", sdims, p.scale));
+  out.set(w.zeroPoint, zeroPointTensor(w.spec.dtype, w.spec.learnZeroPoint, sdims, p.zeroPoint));
+}

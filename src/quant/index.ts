@@ -1,0 +1,13 @@
+/**
+ * Quantization-aware training: fake-quant ops lowered to ONNX QuantizeLinear/DequantizeLinear, straight-through
+ * and LSQ/PACT gradients, qconfigs and presets, observers, BN folding, placement, calibration and sensitivity.
+ */
+export * from "./bn-fold.js";
+export * from "./calibrate.js";
+export * from "./fake-quant.js";
+export * from "./observer.js";
+export * from "./placement.js";
+export * from "./prepare.js";
+export * from "./qconfig.js";
+export * from "./qparams.js";
+export { fakeQuantGradient, registerFakeQuantGradient } from "./ste.js";
