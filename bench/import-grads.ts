@@ -16,8 +16,8 @@ import { modelOf } from "../src/onnx/codec.js";
 import { f32, i64, type Tensor } from "../src/onnx/tensor.js";
 import { openSession, run } from "../src/runtime/session.js";
 import { buildGradientGraph } from "../src/train/step.js";
-import type { GradComparison, GradRow } from "./torch-grads.js";
 import { runTorchScript } from "./torch/python.js";
+import type { GradComparison, GradRow } from "./torch-grads.js";
 
 interface Reference {
   torch: string;
@@ -37,10 +37,20 @@ export interface ImportComparison extends GradComparison {
   torchVersion: string;
 }
 
-export async function compareImportedGradients(opts: { opset?: number; batch?: number; seed?: number } = {}): Promise<ImportComparison> {
+export async function compareImportedGradients(
+  opts: { opset?: number; batch?: number; seed?: number } = {},
+): Promise<ImportComparison> {
   const dir = mkdtempSync(join(tmpdir(), "qat-import-grads-"));
   try {
-    const args = [dir, "--opset", String(opts.opset ?? 13), "--batch", String(opts.batch ?? 6), "--seed", String(opts.seed ?? 0)];
+    const args = [
+      dir,
+      "--opset",
+      String(opts.opset ?? 13),
+      "--batch",
+      String(opts.batch ?? 6),
+      "--seed",
+      String(opts.seed ?? 0),
+    ];
     runTorchScript("export_bn_residual.py", args);
     const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as Reference;
     const { net } = importModel(join(dir, "bn_residual.onnx"));
@@ -59,7 +69,8 @@ export async function compareImportedGradients(opts: { opset?: number; batch?: n
     await evalSession.release();
 
     const row = (name: string, mine: ArrayLike<number | bigint>, theirs: number[]): GradRow => {
-      if (mine.length !== theirs.length) throw new Error(`${name}: ${mine.length} values from qat, ${theirs.length} from torch`);
+      if (mine.length !== theirs.length)
+        throw new Error(`${name}: ${mine.length} values from qat, ${theirs.length} from torch`);
       let maxAbsDiff = 0;
       let maxAbsTorch = 0;
       for (let i = 0; i < theirs.length; i++) {
@@ -76,7 +87,8 @@ export async function compareImportedGradients(opts: { opset?: number; batch?: n
     // PyTorch's float64 gives ~1e-16, so its error is measured against the largest gradient of the model instead
     const scale = Math.max(...grads.map((r) => r.maxAbsTorch));
     for (const r of grads) {
-      if (r.maxAbsTorch < 1e-9 * scale) Object.assign(r, { name: `${r.name} (zero: error / largest gradient)`, rel: r.maxAbsDiff / scale });
+      if (r.maxAbsTorch < 1e-9 * scale)
+        Object.assign(r, { name: `${r.name} (zero: error / largest gradient)`, rel: r.maxAbsDiff / scale });
     }
     return {
       model: `bn_residual (torch ${ref.torch}, opset ${opts.opset ?? 13})`,
@@ -99,7 +111,11 @@ async function main(): Promise<void> {
   const { formatComparison } = await import("./torch-grads.js");
   const args = process.argv.slice(2);
   const flag = (k: string) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : undefined);
-  const c = await compareImportedGradients({ opset: flag("--opset"), batch: flag("--batch"), seed: flag("--seed") });
+  const c = await compareImportedGradients({
+    opset: flag("--opset"),
+    batch: flag("--batch"),
+    seed: flag("--seed"),
+  });
   console.log(formatComparison(c));
   console.log(`  eval logits (inference mode) max rel err ${c.evalLogits.rel.toExponential(2)}`);
   if (c.untrained.length) console.log(`  NOT trained by qat: ${c.untrained.join(", ")}`);

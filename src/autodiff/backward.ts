@@ -57,6 +57,11 @@ const NON_DIFFERENTIABLE = new Set([
   "Range",
 ]);
 
+/** Whether an op's outputs never carry a gradient, so training needs no rule for it (Shape, Constant, ...). */
+export function stopsGradient(opType: string, domain = ""): boolean {
+  return domain === "" && NON_DIFFERENTIABLE.has(opType);
+}
+
 /**
  * Append to `g` the nodes computing d(loss)/d(w) for every w in `wrt` (initializers or graph inputs) and return
  * the map w → name of its gradient value.

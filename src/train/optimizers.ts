@@ -49,7 +49,10 @@ export function appendOptimizer(
   const consts = new Map<string, string>();
   const k = (base: string, v: number): string => {
     let c = consts.get(base);
-    if (!c) consts.set(base, (c = g.constant(`opt.${base}`, f32([], [v]))));
+    if (!c) {
+      c = g.constant(`opt.${base}`, f32([], [v]));
+      consts.set(base, c);
+    }
     return c;
   };
   const stateInput = (p: OptimizerParam, key: string): string => {

@@ -24,7 +24,13 @@ describe("qat import / eval --from / train --from", () => {
     const json = qat(["import", MNIST8, "--json", "--input-scale", "0.5"]);
     expect(json.status, json.stderr).toBe(0);
     const r = lastJson(json.stdout);
-    expect(r.ops.map((o: { opType: string; count: number; trainable: boolean }) => [o.opType, o.count, o.trainable])).toEqual([
+    expect(
+      r.ops.map((o: { opType: string; count: number; trainable: boolean }) => [
+        o.opType,
+        o.count,
+        o.trainable,
+      ]),
+    ).toEqual([
       ["Add", 3, true],
       ["Conv", 2, true],
       ["MaxPool", 2, true],
@@ -48,10 +54,28 @@ describe("qat import / eval --from / train --from", () => {
 
   test("qat train --from writes an ordinary run folder; accuracy stays; qat eval reads it", () => {
     const out = join(tmp(), "run");
-    const args = ["--data", "mnist", "--data-dir", DATA, "--max-steps", "60", "--eval-limit", "2000", "--threads", "2"];
+    const args = [
+      "--data",
+      "mnist",
+      "--data-dir",
+      DATA,
+      "--max-steps",
+      "60",
+      "--eval-limit",
+      "2000",
+      "--threads",
+      "2",
+    ];
     const r = qat(["train", "--from", MNIST8, ...args, "--out", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
-    for (const f of ["config.json", "metrics.jsonl", "checkpoint.onnx", "model.onnx", "summary.json", "import.json"]) {
+    for (const f of [
+      "config.json",
+      "metrics.jsonl",
+      "checkpoint.onnx",
+      "model.onnx",
+      "summary.json",
+      "import.json",
+    ]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
@@ -66,7 +90,7 @@ describe("qat import / eval --from / train --from", () => {
     expect(lastJson(e.stdout).accuracy).toBeCloseTo(result.test_accuracy, 6);
   });
 
-  test("errors name the op and exit 2: every weight behind an op without a gradient rule; class mismatch", () => {
+  test("errors name the op and exit 2: every weight behind an op without a gradient rule; input shape mismatch", () => {
     const dir = tmp();
     const blocked = join(dir, "blocked.onnx");
     writeFileSync(
@@ -79,11 +103,31 @@ describe("qat import / eval --from / train --from", () => {
         }),
       ),
     );
-    const r = qat(["train", "--from", blocked, "--data", "mnist", "--data-dir", DATA, "--out", join(dir, "run")]);
+    const r = qat([
+      "train",
+      "--from",
+      blocked,
+      "--data",
+      "mnist",
+      "--data-dir",
+      DATA,
+      "--out",
+      join(dir, "run"),
+    ]);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/node 'squash' \(Erf\).*no weight can be trained/);
     expect(existsSync(join(dir, "run"))).toBe(false);
-    const iris = qat(["train", "--from", join(MODELS, "iris-mlp.onnx"), "--data", "mnist", "--data-dir", DATA, "--out", join(dir, "r2")]);
+    const iris = qat([
+      "train",
+      "--from",
+      join(MODELS, "iris-mlp.onnx"),
+      "--data",
+      "mnist",
+      "--data-dir",
+      DATA,
+      "--out",
+      join(dir, "r2"),
+    ]);
     expect(iris.status).toBe(2);
     expect(iris.stderr).toMatch(/iris-mlp.onnx takes \[4\] inputs but dataset mnist has \[1,28,28\] samples/);
   });

@@ -1,14 +1,17 @@
 import { modelOf } from "../../src/onnx/codec.js";
 import { type Dim, Graph, type Model } from "../../src/onnx/ir.js";
+import type { Tensor } from "../../src/onnx/tensor.js";
 import { f32, numel } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import type { Tensor } from "../../src/onnx/tensor.js";
 import { seeded } from "../helpers/random.js";
 
 /** A float tensor of seeded values in [-1, 1). */
 export function randomF32(dims: number[], seed: number, scale = 1): Tensor {
   const r = seeded(seed);
-  return f32(dims, Array.from({ length: numel(dims) }, () => (2 * r() - 1) * scale));
+  return f32(
+    dims,
+    Array.from({ length: numel(dims) }, () => (2 * r() - 1) * scale),
+  );
 }
 
 /** A small model built by hand: one float input `x`, the output `y`, nodes added by `build`. */

@@ -25,7 +25,10 @@ describe("imported models train on synthetic data", () => {
       const classes = report.output.classes;
       const x = randomF32([c.batch, ...net.inputShape], 17, c.scale);
       const r = seeded(23);
-      const y = i64([c.batch], Array.from({ length: c.batch }, () => Math.floor(r() * classes)));
+      const y = i64(
+        [c.batch],
+        Array.from({ length: c.batch }, () => Math.floor(r() * classes)),
+      );
       const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "adam" } }));
       const losses: number[] = [];
       try {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { compareImportedGradients } from "../../bench/import-grads.js";
-import { formatComparison } from "../../bench/torch-grads.js";
 import { torchProblem } from "../../bench/torch/python.js";
+import { formatComparison } from "../../bench/torch-grads.js";
 
 // A PyTorch conv net with BatchNorm and a residual Add, exported by torch.onnx.export in inference form (into a
 // temp dir by bench/torch/export_bn_residual.py), imported by qat and trained: same loss, gradients and BN running
@@ -10,7 +10,8 @@ describe("a PyTorch export with BatchNorm and a residual Add trains after import
   for (const opset of [13, 17]) {
     test(`opset ${opset}: loss, every gradient and BN running statistic within 1e-4 relative error`, async () => {
       const problem = torchProblem();
-      if (problem) throw new Error(`this test compares against PyTorch (CI installs python3-torch): ${problem}`);
+      if (problem)
+        throw new Error(`this test compares against PyTorch (CI installs python3-torch): ${problem}`);
       const c = await compareImportedGradients({ opset, batch: 6 });
       const report = formatComparison(c);
       expect(c.untrained, report).toEqual([]);

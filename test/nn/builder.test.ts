@@ -145,7 +145,9 @@ describe("layers", () => {
     ];
     fns.forEach((f, i) => {
       const y = r[outs[i]!]!.data as Float32Array;
-      xs.forEach((v, j) => expect(y[j]).toBeCloseTo(f(v), 5));
+      xs.forEach((v, j) => {
+        expect(y[j]).toBeCloseTo(f(v), 5);
+      });
     });
     expect(r[outs[6]!]!.dims).toEqual([1, 4, 4, 4]);
     const at = (c: number, i: number, j: number) =>

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { stateDict, zooModel, zooNames } from "../../src/nn/index.js";
+import { modelFlops, stateDict, zooModel, zooNames } from "../../src/nn/index.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { attrInt } from "../../src/onnx/ir.js";
 import { f32, numel } from "../../src/onnx/tensor.js";
@@ -73,5 +73,23 @@ describe("zoo", () => {
 
   test("unknown model names are refused with the list", () => {
     expect(() => zooModel("resnet50")).toThrow(/no model named 'resnet50'.*mnist-cnn/);
+  });
+});
+
+describe("analytic FLOPs", () => {
+  test("mnist-cnn: 2·MACs of conv1 (8·28·28 outputs × 9), conv2 (16·14·14 × 72) and fc (10 × 784)", () => {
+    const f = modelFlops(zooModel("mnist-cnn"));
+    const [c1, c2, fc] = [8 * 28 * 28 * 9, 16 * 14 * 14 * 72, 10 * 784].map((m) => 2 * m);
+    expect(f.layers.map((l) => l.forward)).toEqual([c1, c2, fc]);
+    expect(f.forward).toBe(c1! + c2! + fc!);
+    // conv1 reads the input: no input gradient, so 2× its forward; the others 3×
+    expect(f.trainingStep).toBe(2 * c1! + 3 * c2! + 3 * fc!);
+  });
+
+  test("depthwise convolutions count their per-group fan-in", () => {
+    const f = modelFlops(zooModel("mobilenet-tiny"));
+    const dw0 = f.layers.find((l) => l.node === "blocks.0.dw")!;
+    // 16 channels, stride 2 on 32×32 → 16×16 outputs, 9 MACs each
+    expect(dw0.forward).toBe(2 * 16 * 16 * 16 * 9);
   });
 });

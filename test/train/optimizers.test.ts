@@ -94,9 +94,9 @@ async function compare(spec: OptimizerSpec, steps = 5, gradScale = 2) {
     params.forEach((p, i) => {
       const got = values.get(p.name)!.data as Float32Array;
       // float32 against float64: a few ulps of the parameter
-      ref[i]!.forEach(
-        (r, j) => (worst = Math.max(worst, Math.abs(got[j]! - r) / (1e-6 + 1e-5 * Math.abs(r)))),
-      );
+      ref[i]!.forEach((r, j) => {
+        worst = Math.max(worst, Math.abs(got[j]! - r) / (1e-6 + 1e-5 * Math.abs(r)));
+      });
     });
   }
   return worst;

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { hasGradientRule } from "../../src/autodiff/index.js";
+import { hasGradientRule, stopsGradient } from "../../src/autodiff/index.js";
 import { loadModel } from "../../src/onnx/codec.js";
 import { formatSummary, summarize } from "../../src/onnx/summary.js";
 import { emit } from "../output.js";
@@ -12,7 +12,7 @@ export function inspectCommand(): Command {
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action((file: string, opts: { json: boolean }) => {
       const model = loadModel(file);
-      const summary = summarize(model, { trainable: (n) => hasGradientRule(n.opType) });
+      const summary = summarize(model, { trainable: (n) => hasGradientRule(n.opType, n.domain) || stopsGradient(n.opType, n.domain) });
       emit(opts, formatSummary(summary), { file, ...summary });
     });
 }

@@ -170,7 +170,7 @@ export function makeBatchDynamic(g: Graph, input: string, output: string, file?:
       mark();
     } else if (op === "Transpose") {
       const perm = getAttr(n, "perm", "ints")?.value;
-      if (!perm || perm[0] !== 0) fail(n, "it moves the batch axis");
+      if (perm?.[0] !== 0) fail(n, "it moves the batch axis");
       mark();
     } else if (op === "Softmax" || op === "LogSoftmax" || op === "Hardmax") {
       if (axisOf(n, -1, rank) === 0) fail(n, "it normalises across the batch");

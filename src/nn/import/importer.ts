@@ -129,6 +129,7 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     updates: bn.updates,
   };
 
+  const ops = opTable(evalGraph); // the model's own ops, before any input convention is put in front
   let convention: ImportReport["inputConvention"] = null;
   if (opts.input && (opts.input.scale !== undefined || opts.input.mean || opts.input.std)) {
     const scale = opts.input.scale ?? 1;
@@ -163,7 +164,6 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     inferShapes(gr);
   }
 
-  const ops = opTable(evalGraph);
   const blocking = new Set(split.blocking.map((b) => b.opType));
   const trainableSet = new Set(split.trainable);
   const report: ImportReport = {

@@ -8,7 +8,7 @@
  * node without a gradient rule, or that do not influence the output, are frozen too, with the reason.
  */
 import { AutodiffError, appendBackward, hasGradientRule } from "../../autodiff/index.js";
-import { cloneGraph, type Graph, type Node } from "../../onnx/ir.js";
+import { cloneGraph, type Graph, type Node, topologicalOrder } from "../../onnx/ir.js";
 import { numel } from "../../onnx/tensor.js";
 import { ImportError } from "./errors.js";
 
@@ -94,13 +94,10 @@ export function splitParams(g: Graph, output: string, exclude: Set<string>, file
 
   // weights that influence the output at all
   const reaches = new Set([output]);
-  const order = [...g.nodes];
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const n of order) {
-      if (!n.outputs.some((o) => o && reaches.has(o))) continue;
-      for (const i of n.inputs) if (i && !reaches.has(i)) reaches.add(i), (changed = true);
-    }
+  const order = topologicalOrder(g);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const n = order[k]!;
+    if (n.outputs.some((o) => o && reaches.has(o))) for (const i of n.inputs) if (i) reaches.add(i);
   }
   let wrt = candidates.filter((c) => {
     if (reaches.has(c)) return true;
@@ -168,8 +165,10 @@ export function opTable(g: Graph): { opType: string; count: number; trainable: b
   for (const n of g.nodes) {
     const key = isDefault(n) ? n.opType : `${n.domain}::${n.opType}`;
     let e = m.get(key);
-    if (!e)
-      m.set(key, (e = { opType: key, count: 0, trainable: hasGradientRule(n.opType, n.domain), nodes: [] }));
+    if (!e) {
+      e = { opType: key, count: 0, trainable: hasGradientRule(n.opType, n.domain), nodes: [] };
+      m.set(key, e);
+    }
     e.count++;
     e.nodes.push(n.name);
   }
