@@ -17,6 +17,7 @@ export * as expr from "./autodiff/expr.js";
 
 // models
 export * from "./nn/index.js";
+export * from "./nn/import/index.js";
 
 // training
 export * from "./train/losses.js";
