@@ -6,15 +6,18 @@ export interface ZooOptions {
   seed?: number;
   /** Number of classes (default 10). */
   classes?: number;
+  /** One sample's shape [C, H, W] (default: the model's own, e.g. 3×32×32 for resnet8; MNIST gives 1×28×28). */
+  inputShape?: number[];
 }
 
-type Factory = (o: Required<ZooOptions>) => NetModel;
+type Options = Required<Omit<ZooOptions, "inputShape">> & { inputShape?: number[] };
+type Factory = (o: Options) => NetModel;
 
 /**
  * mnist-cnn: Conv(1→8,3×3,pad 1) ReLU MaxPool2 Conv(8→16,3×3,pad 1) ReLU MaxPool2 Flatten Linear(784→10).
  */
-function mnistCnn(o: Required<ZooOptions>): NetModel {
-  const b = new NetBuilder("mnist-cnn", [1, 28, 28], o);
+function mnistCnn(o: Options): NetModel {
+  const b = new NetBuilder("mnist-cnn", o.inputShape ?? [1, 28, 28], o);
   let x = b.conv2d(b.input, { name: "conv1", out: 8, kernel: 3, padding: 1 });
   x = b.maxPool2d(b.relu(x), { kernel: 2 });
   x = b.conv2d(x, { name: "conv2", out: 16, kernel: 3, padding: 1 });
@@ -26,8 +29,8 @@ function mnistCnn(o: Required<ZooOptions>): NetModel {
  * cifar-cnn: Conv(3→32) ReLU Conv(32→32) ReLU MaxPool2 Conv(32→64) ReLU Conv(64→64) ReLU MaxPool2 Flatten
  * Linear(4096→128) ReLU Linear(128→10), all convs 3×3 pad 1.
  */
-function cifarCnn(o: Required<ZooOptions>): NetModel {
-  const b = new NetBuilder("cifar-cnn", [3, 32, 32], o);
+function cifarCnn(o: Options): NetModel {
+  const b = new NetBuilder("cifar-cnn", o.inputShape ?? [3, 32, 32], o);
   const conv = (x: string, name: string, out: number): string =>
     b.relu(b.conv2d(x, { name, out, kernel: 3, padding: 1 }));
   let x = conv(conv(b.input, "conv1", 32), "conv2", 32);
@@ -43,8 +46,8 @@ function cifarCnn(o: Required<ZooOptions>): NetModel {
  * second and third, with 1×1 conv + BN shortcuts), GlobalAveragePool, Linear. Names follow torchvision's ResNet
  * (`layer2.0.downsample.0.weight`).
  */
-function resnet8(o: Required<ZooOptions>): NetModel {
-  const b = new NetBuilder("resnet8", [3, 32, 32], o);
+function resnet8(o: Options): NetModel {
+  const b = new NetBuilder("resnet8", o.inputShape ?? [3, 32, 32], o);
   let x = b.conv2d(b.input, { name: "conv1", out: 16, kernel: 3, padding: 1, bias: false });
   x = b.relu(b.batchNorm2d(x, { name: "bn1" }));
   const block = (x: string, name: string, out: number, stride: number): string => {
@@ -67,8 +70,8 @@ function resnet8(o: Required<ZooOptions>): NetModel {
 }
 
 /** LeNet-5 (modernised: ReLU and max pooling) on 1×28×28: conv 5×5 (pad 2) →6, conv 5×5 →16, 120, 84, classes. */
-function lenet5(o: Required<ZooOptions>): NetModel {
-  const b = new NetBuilder("lenet5", [1, 28, 28], o);
+function lenet5(o: Options): NetModel {
+  const b = new NetBuilder("lenet5", o.inputShape ?? [1, 28, 28], o);
   let x = b.maxPool2d(b.relu(b.conv2d(b.input, { name: "conv1", out: 6, kernel: 5, padding: 2 })), {
     kernel: 2,
   });
@@ -84,8 +87,8 @@ function lenet5(o: Required<ZooOptions>): NetModel {
  * ReLU6, pointwise 1×1 + BN + ReLU6) to 32 (stride 2), 64 (stride 2), 128 (stride 2), 128, GlobalAveragePool,
  * Dropout 0.2, Linear.
  */
-function mobilenetTiny(o: Required<ZooOptions>): NetModel {
-  const b = new NetBuilder("mobilenet-tiny", [3, 32, 32], o);
+function mobilenetTiny(o: Options): NetModel {
+  const b = new NetBuilder("mobilenet-tiny", o.inputShape ?? [3, 32, 32], o);
   let x = b.conv2d(b.input, { name: "stem.conv", out: 16, kernel: 3, padding: 1, bias: false });
   x = b.relu6(b.batchNorm2d(x, { name: "stem.bn" }));
   const plan: [number, number][] = [
@@ -120,5 +123,5 @@ export const zooNames = (): string[] => Object.keys(ZOO);
 export function zooModel(name: string, opts: ZooOptions = {}): NetModel {
   const f = ZOO[name];
   if (!f) throw new NnError(`no model named '${name}' in the zoo; available: ${zooNames().join(", ")}`);
-  return f({ seed: opts.seed ?? 0, classes: opts.classes ?? 10 });
+  return f({ seed: opts.seed ?? 0, classes: opts.classes ?? 10, inputShape: opts.inputShape });
 }

@@ -48,7 +48,7 @@ export class QatTraining {
     float: NetModel,
     settings: QatSettings,
     calibration: Dataset,
-    opts: { batchSize?: number; seed?: number; threads?: number } = {},
+    opts: { batchSize?: number; seed?: number; threads?: number; initial?: Map<string, Tensor> } = {},
   ): Promise<QatTraining> {
     const qconfig = qconfigFrom(settings.preset, {
       keepFloat: settings.keepFloat,
@@ -56,6 +56,11 @@ export class QatTraining {
       freezeBnAfter: settings.freezeBnAfter,
     });
     const placement = placeQuant(float, qconfig);
+    // scales already calibrated (`qat calibrate`) or trained: start from them
+    const names = [...placement.weights, ...placement.activations].flatMap((p) => [p.scale, p.zeroPoint]);
+    if (opts.initial && names.every((n) => opts.initial!.has(n))) {
+      return new QatTraining(float, settings, qconfig, placement, new Map(names.map((n) => [n, opts.initial!.get(n)!])));
+    }
     const qparams = await calibrate(float, placement, calibration, {
       batches: settings.calibrationBatches ?? 32,
       batchSize: opts.batchSize,

@@ -129,7 +129,7 @@ export async function train(
 
   // model and the training step
   const imported = cfg.from ? importModel(cfg.from, { input: cfg.input, seed: cfg.seed }) : undefined;
-  const net = imported?.net ?? zooModel(cfg.model, { seed: cfg.seed, classes: trainSet.numClasses });
+  const net = imported?.net ?? zooModel(cfg.model, { seed: cfg.seed, classes: trainSet.numClasses, inputShape: [...trainSet.inputShape] });
   const what = cfg.from ?? `model ${cfg.model}`;
   if (net.inputShape.join(",") !== trainSet.inputShape.join(",")) {
     throw new ConfigError(`${what} takes [${net.inputShape}] inputs but dataset ${cfg.data} has [${trainSet.inputShape}] samples`);
@@ -139,11 +139,11 @@ export async function train(
   }
   // an imported model keeps the input convention it was trained with (cfg.input); zoo models normalise the data
   if (!imported) prependNormalization(net, stats.mean, stats.std);
-  if (cfg.init && !opts.resume) loadInit(net, cfg.init);
+  const initial = cfg.init && !opts.resume ? loadInit(net, cfg.init) : undefined;
   const startStep = ck ? (ck.meta as { position: Position }).position.step : 0;
   // QAT: calibrate the float model, then train its fake-quantized form (see src/quant/qat-train.ts)
   const qat = cfg.qat
-    ? await QatTraining.create(net, cfg.qat, fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, threads: cfg.threads || undefined })
+    ? await QatTraining.create(net, cfg.qat, fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, threads: cfg.threads || undefined, initial })
     : undefined;
   const runNet = qat ? qat.netAt(startStep) : net;
   if (!opts.resume) {
@@ -291,8 +291,11 @@ export async function train(
   }
 }
 
-/** Parameters and buffers from a float model (model.onnx, checkpoint.onnx or a run folder holding them). */
-function loadInit(net: NetModel, path: string): void {
+/**
+ * Parameters and buffers from a model (model.onnx, checkpoint.onnx or a run folder holding them); returns all its
+ * initializers (QAT starts from the scales of a calibrated model).
+ */
+function loadInit(net: NetModel, path: string): Map<string, Tensor> {
   const file = existsSync(join(path, RUN_FILES.model)) ? join(path, RUN_FILES.model) : existsSync(join(path, RUN_FILES.checkpoint)) ? join(path, RUN_FILES.checkpoint) : path;
   if (!existsSync(file)) throw new ConfigError(`--init ${path}: no such model file or run folder`);
   const inits = loadModel(file).graph.initializers;
@@ -305,6 +308,7 @@ function loadInit(net: NetModel, path: string): void {
   const missing = net.params.filter((k) => !values.has(k));
   if (missing.length) throw new ConfigError(`--init ${file}: parameters ${missing.join(", ")} of model ${net.name} are missing`);
   loadStateDict(net, values);
+  return inits;
 }
 
 /** Schedules given over "the whole run" (tMax or totalSteps 0) get the run's number of steps. */

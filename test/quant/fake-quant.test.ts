@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
-import { type Tensor, tensor } from "../../src/onnx/tensor.js";
+import { tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
 import { emitFakeQuant, fakeQuantize, lowerFakeQuant, type QuantDType, roundHalfEven } from "../../src/quant/fake-quant.js";
 import { seeded } from "../helpers/random.js";
@@ -110,4 +110,3 @@ describe("fake-quant equals onnxruntime's QuantizeLinear → DequantizeLinear bi
   });
 });
 
-export type { Tensor };

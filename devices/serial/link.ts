@@ -1,0 +1,752 @@
+/**
+ * The serial link layer: a reliable, ordered byte stream (one per session) over a noisy byte line (a UART, a USB
+ * serial gadget, a pty). It sits under the agent protocol: the host's AgentClient and the board's `serve()` see
+ * the same byte stream an SSH channel or a child process gives them.
+ *
+ * Frames are COBS-encoded and end with a 0x00 delimiter, so a receiver finds the next frame after any garbage.
+ * Before encoding, a frame is:
+ *
+ *   type u8 | flags u8 | session u32 BE | seq u48 BE | ack u48 BE | body | CRC-32 (IEEE) u32 BE of all before it
+ *
+ * - HELLO / HELLO_ACK carry JSON: protocol versions, capabilities, maximum frame body, window, line rate. The host
+ *   picks a random session id; the board answers, and a HELLO with a new id ends the board's previous session.
+ * - DATA carries stream bytes; `seq` is the stream offset of its first byte (like TCP), so a retransmission can be
+ *   cut into other frame sizes. FIN (flag) ends a direction and takes one offset. `ack` is the next offset wanted
+ *   from the peer (cumulative), carried by every frame.
+ * - ACK carries only `ack` (also sent as a keepalive when the line is idle); RST drops the session at once.
+ *
+ * Reliability: a sliding window of unacknowledged bytes, retransmission from the first unacknowledged offset on
+ * timeout (RTO from measured round trips, Karn's rule, exponential backoff) or after two duplicate ACKs; frames
+ * shrink (halve) after losses and grow back after clean runs, so a noisy line still gets frames through. A session
+ * that hears nothing from its peer for `deadAfterMs` is dead; both ends keep the line busy with keepalives.
+ *
+ * Board-side code: this module uses Node built-ins only, and is installed beside the agent as serial-link.mjs.
+ */
+import { EventEmitter } from "node:events";
+import { Readable, Writable } from "node:stream";
+import * as zlib from "node:zlib";
+
+export const LINK_VERSION = 1;
+export const LINK_CAPABILITIES = ["cobs", "crc32", "adaptive-frames", "fast-retransmit", "keepalive"];
+/** Largest frame body either side accepts. */
+export const MAX_FRAME_LIMIT = 4096;
+const MIN_FRAME = 32;
+const HEADER = 18;
+
+export const FrameType = { Hello: 1, HelloAck: 2, Data: 3, Ack: 4, Rst: 5 } as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+const FLAG_FIN = 1;
+
+// ---------------------------------------------------------------------------------------------------------------
+// CRC-32 and COBS
+
+let crcTable: Uint32Array | undefined;
+/** CRC-32 (IEEE 802.3, as zlib): node:zlib's when this Node has it (≥ 20.15), else a table-driven one. */
+export function crc32(data: Uint8Array): number {
+  const native = (zlib as unknown as { crc32?: (d: Uint8Array) => number }).crc32;
+  if (native) return native(data) >>> 0;
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** COBS: the bytes with every 0x00 removed (at most one extra byte per 254), plus a 0x00 delimiter. */
+export function cobsEncode(src: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(src.length + Math.ceil(src.length / 254) + 2);
+  let codeAt = 0;
+  let o = 1;
+  let code = 1;
+  for (let i = 0; i < src.length; i++) {
+    const b = src[i]!;
+    if (b === 0) {
+      out[codeAt] = code;
+      codeAt = o++;
+      code = 1;
+    } else {
+      out[o++] = b;
+      code++;
+      if (code === 0xff) {
+        out[codeAt] = code;
+        codeAt = o++;
+        code = 1;
+      }
+    }
+  }
+  out[codeAt] = code;
+  out[o++] = 0;
+  return out.subarray(0, o);
+}
+
+/** Decode one COBS frame (without its delimiter); null when it is malformed. */
+export function cobsDecode(src: Uint8Array): Buffer | null {
+  const out = Buffer.allocUnsafe(src.length);
+  let o = 0;
+  let i = 0;
+  while (i < src.length) {
+    const code = src[i++]!;
+    if (code === 0) return null;
+    const end = i + code - 1;
+    if (end > src.length) return null;
+    while (i < end) {
+      const b = src[i++]!;
+      if (b === 0) return null;
+      out[o++] = b;
+    }
+    if (code !== 0xff && i < src.length) out[o++] = 0;
+  }
+  return out.subarray(0, o);
+}
+
+export interface RawFrame {
+  type: FrameType;
+  flags: number;
+  session: number;
+  seq: number;
+  ack: number;
+  body: Buffer;
+}
+
+/** A frame as line bytes (COBS + delimiter). */
+export function encodeLinkFrame(f: RawFrame): Buffer {
+  const raw = Buffer.allocUnsafe(HEADER + f.body.length + 4);
+  raw[0] = f.type;
+  raw[1] = f.flags;
+  raw.writeUInt32BE(f.session >>> 0, 2);
+  raw.writeUIntBE(f.seq, 6, 6);
+  raw.writeUIntBE(f.ack, 12, 6);
+  raw.set(f.body, HEADER);
+  raw.writeUInt32BE(crc32(raw.subarray(0, HEADER + f.body.length)), HEADER + f.body.length);
+  return cobsEncode(raw);
+}
+
+/** Splits line bytes at 0x00 and returns the frames whose COBS and CRC are intact; counts the others. */
+export class LinkDecoder {
+  private parts: Buffer[] = [];
+  private size = 0;
+  bad = 0;
+  constructor(private readonly maxWire: number) {}
+
+  push(chunk: Buffer): RawFrame[] {
+    const out: RawFrame[] = [];
+    let start = 0;
+    for (;;) {
+      const z = chunk.indexOf(0, start);
+      if (z < 0) {
+        if (start < chunk.length) {
+          this.parts.push(chunk.subarray(start));
+          this.size += chunk.length - start;
+          if (this.size > this.maxWire) {
+            // no delimiter for longer than any frame: garbage, or a lost delimiter; drop it
+            this.parts = [];
+            this.size = 0;
+            this.bad++;
+          }
+        }
+        return out;
+      }
+      const piece = chunk.subarray(start, z);
+      const enc = this.parts.length ? Buffer.concat([...this.parts, piece]) : piece;
+      this.parts = [];
+      this.size = 0;
+      start = z + 1;
+      if (enc.length === 0) continue;
+      const f = enc.length <= this.maxWire ? this.parse(enc) : null;
+      if (f) out.push(f);
+      else this.bad++;
+    }
+  }
+
+  private parse(enc: Buffer): RawFrame | null {
+    const raw = cobsDecode(enc);
+    if (!raw || raw.length < HEADER + 4) return null;
+    const n = raw.length - 4;
+    if (crc32(raw.subarray(0, n)) !== raw.readUInt32BE(n)) return null;
+    const type = raw[0]! as FrameType;
+    if (type < FrameType.Hello || type > FrameType.Rst) return null;
+    return {
+      type,
+      flags: raw[1]!,
+      session: raw.readUInt32BE(2),
+      seq: raw.readUIntBE(6, 6),
+      ack: raw.readUIntBE(12, 6),
+      body: Buffer.from(raw.subarray(HEADER, n)),
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The line and the session
+
+/** A byte line: what the link writes to and reads from (a serial port, a pty, a test pipe). */
+export interface ByteLine {
+  write(bytes: Buffer): void;
+  onData(listener: (bytes: Buffer) => void): void;
+}
+
+export interface LinkOptions {
+  /** Largest frame body offered, bytes (default 1024; the smaller of both sides' is used). */
+  maxFrame?: number;
+  /** Unacknowledged bytes in flight, at most (default 16 KiB; the smaller of both sides' is used). */
+  window?: number;
+  /** The line rate in baud (8N1: 10 bits a byte); sets the smallest retransmission timeout. 0: unknown. */
+  baud?: number;
+  /** A session that hears nothing for this long is dead (default 10 s). */
+  deadAfterMs?: number;
+  /** Send a keepalive when nothing was sent for this long (default 500 ms). */
+  keepaliveMs?: number;
+  /** Give up the handshake after this long (default 10 s). */
+  helloTimeoutMs?: number;
+}
+
+export interface LinkStats {
+  /** DATA frames sent, of them retransmitted, and the timeouts that caused retransmission. */
+  framesSent: number;
+  retransmissions: number;
+  timeouts: number;
+  fastRetransmits: number;
+  framesReceived: number;
+  /** Frames dropped for a bad CRC, bad COBS or no delimiter. */
+  badFrames: number;
+  /** DATA frames received out of order (a gap before them) or again. */
+  outOfOrder: number;
+  duplicates: number;
+  /** Stream bytes delivered each way, and all bytes put on / taken off the line. */
+  bytesSent: number;
+  bytesReceived: number;
+  wireBytesSent: number;
+  wireBytesReceived: number;
+}
+
+export function emptyStats(): LinkStats {
+  return {
+    framesSent: 0,
+    retransmissions: 0,
+    timeouts: 0,
+    fastRetransmits: 0,
+    framesReceived: 0,
+    badFrames: 0,
+    outOfOrder: 0,
+    duplicates: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    wireBytesSent: 0,
+    wireBytesReceived: 0,
+  };
+}
+
+export interface Negotiated {
+  version: number;
+  capabilities: string[];
+  maxFrame: number;
+  window: number;
+  peer: string;
+}
+
+export type CloseReason = "clean" | "dead" | "reset" | "replaced" | "killed";
+
+/** One reliable byte stream in each direction between host and board. */
+export class LinkSession extends EventEmitter {
+  readonly readable: Readable;
+  readonly writable: Writable;
+  /** Resolves when the session is over. */
+  readonly closed: Promise<CloseReason>;
+  private resolveClosed!: (r: CloseReason) => void;
+  isClosed = false;
+  closeReason?: CloseReason;
+
+  // sender
+  private chunks: Buffer[] = [];
+  private chunksBase = 0; // stream offset of chunks[0][0]
+  private queued = 0; // stream offset just past the last queued byte
+  private sndUna = 0;
+  private sndNxt = 0;
+  private sndMax = 0;
+  private finQueued = false;
+  private finAcked = false;
+  private frame: number;
+  private cwnd: number;
+  private cleanRun = 0;
+  private dupAcks = 0;
+  private srtt = 0;
+  private rttvar = 0;
+  private rto: number;
+  private readonly minRto: number;
+  private rttSeq = -1;
+  private rttStart = 0;
+  private timer?: NodeJS.Timeout;
+  private keepalive?: NodeJS.Timeout;
+  private lastSent = Date.now();
+  private lastHeard = Date.now();
+  private spaceWaiters: (() => void)[] = [];
+  // receiver
+  private rcvNxt = 0;
+  private peerFin = false;
+  private ackQueued = false;
+
+  constructor(
+    private readonly line: ByteLine,
+    readonly id: number,
+    readonly negotiated: Negotiated,
+    private readonly opts: Required<LinkOptions>,
+    readonly stats: LinkStats,
+  ) {
+    super();
+    this.closed = new Promise((res) => {
+      this.resolveClosed = res;
+    });
+    this.frame = negotiated.maxFrame;
+    this.cwnd = negotiated.window;
+    // a frame takes (body + framing) × 10 bits on the line: the timeout never undercuts sending a full window
+    const perByteMs = opts.baud > 0 ? 10_000 / opts.baud : 0;
+    this.minRto = Math.max(40, Math.ceil(perByteMs * (negotiated.window + 4 * (negotiated.maxFrame + 32)) * 1.5));
+    this.rto = Math.max(this.minRto, 300);
+    const highWaterMark = Math.max(negotiated.window * 2, 64 * 1024);
+    this.readable = new Readable({ read: () => {} });
+    this.writable = new Writable({
+      highWaterMark,
+      write: (chunk: Buffer, _enc, cb) => {
+        if (this.isClosed) return cb(); // a dead session swallows writes; `closed` says why
+        this.send(chunk);
+        if (this.queued - this.sndUna < highWaterMark) cb();
+        else this.spaceWaiters.push(() => cb());
+      },
+      final: (cb) => {
+        this.end();
+        cb();
+      },
+    });
+    this.keepalive = setInterval(() => this.tick(), Math.max(20, Math.min(opts.keepaliveMs, 250)));
+    this.keepalive.unref?.();
+  }
+
+  /** Queue stream bytes. */
+  send(bytes: Buffer): void {
+    if (this.isClosed || this.finQueued || bytes.length === 0) return;
+    this.chunks.push(Buffer.from(bytes));
+    this.queued += bytes.length;
+    this.pump();
+  }
+
+  /** End our direction (FIN) once everything queued is through. */
+  end(): void {
+    if (this.isClosed || this.finQueued) return;
+    this.finQueued = true;
+    this.pump();
+  }
+
+  /** Drop the session at once and tell the peer (RST). */
+  reset(reason: CloseReason = "killed"): void {
+    if (this.isClosed) return;
+    this.emitFrame(FrameType.Rst, 0, this.sndNxt, Buffer.alloc(0));
+    this.close(reason);
+  }
+
+  close(reason: CloseReason): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.closeReason = reason;
+    clearTimeout(this.timer);
+    clearInterval(this.keepalive);
+    for (const w of this.spaceWaiters.splice(0)) w();
+    if (!this.peerFin) this.readable.push(null);
+    this.resolveClosed(reason);
+    this.emit("close", reason);
+  }
+
+  private bytesAt(from: number, n: number): Buffer {
+    const parts: Buffer[] = [];
+    let off = this.chunksBase;
+    for (const c of this.chunks) {
+      const end = off + c.length;
+      if (end > from && parts.reduce((a, b) => a + b.length, 0) < n) {
+        const s = Math.max(0, from - off);
+        parts.push(c.subarray(s, Math.min(c.length, s + n - parts.reduce((a, b) => a + b.length, 0))));
+      }
+      off = end;
+      if (off >= from + n) break;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  private emitFrame(type: FrameType, flags: number, seq: number, body: Buffer): void {
+    const wire = encodeLinkFrame({ type, flags, session: this.id, seq, ack: this.rcvNxt, body });
+    this.stats.wireBytesSent += wire.length;
+    this.lastSent = Date.now();
+    this.ackQueued = false;
+    this.line.write(wire);
+  }
+
+  private pump(): void {
+    if (this.isClosed) return;
+    const limit = this.sndUna + Math.min(this.negotiated.window, this.cwnd);
+    while (this.sndNxt < this.queued && this.sndNxt < limit) {
+      const n = Math.min(this.frame, this.queued - this.sndNxt, limit - this.sndNxt);
+      if (n <= 0) break;
+      const body = this.bytesAt(this.sndNxt, n);
+      this.sendData(this.sndNxt, body, 0);
+      this.sndNxt += n;
+    }
+    if (this.finQueued && !this.finAcked && this.sndNxt === this.queued) {
+      this.sendData(this.queued, Buffer.alloc(0), FLAG_FIN);
+      this.sndNxt = this.queued + 1;
+    }
+    this.sndMax = Math.max(this.sndMax, this.sndNxt);
+    if (this.sndNxt > this.sndUna && !this.timer) this.arm();
+  }
+
+  private sendData(seq: number, body: Buffer, flags: number): void {
+    this.stats.framesSent++;
+    if (seq < this.sndMax) this.stats.retransmissions++;
+    else {
+      this.stats.bytesSent += body.length;
+      if (this.rttSeq < 0) {
+        this.rttSeq = seq + body.length + (flags & FLAG_FIN ? 1 : 0);
+        this.rttStart = Date.now();
+      }
+    }
+    this.emitFrame(FrameType.Data, flags, seq, body);
+  }
+
+  private arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onTimeout(), this.rto);
+  }
+
+  private onTimeout(): void {
+    this.timer = undefined;
+    if (this.isClosed || this.sndNxt <= this.sndUna) return;
+    this.stats.timeouts++;
+    this.rto = Math.min(Math.max(this.rto * 2, this.minRto), Math.max(3000, this.minRto * 2));
+    this.shrink();
+    this.rewind();
+  }
+
+  private shrink(): void {
+    this.frame = Math.max(MIN_FRAME, this.frame >> 1);
+    this.cwnd = Math.max(2 * this.frame, this.cwnd >> 1);
+    this.cleanRun = 0;
+    this.rttSeq = -1; // Karn: no round-trip samples from retransmitted bytes
+  }
+
+  private rewind(): void {
+    this.sndNxt = this.sndUna;
+    this.dupAcks = 0;
+    this.pump();
+    if (this.sndNxt > this.sndUna) this.arm();
+  }
+
+  private onAck(ack: number, carriesData: boolean): void {
+    if (ack > this.sndUna && ack <= this.sndMax) {
+      if (this.rttSeq >= 0 && ack >= this.rttSeq) {
+        const r = Date.now() - this.rttStart;
+        if (this.srtt === 0) {
+          this.srtt = r;
+          this.rttvar = r / 2;
+        } else {
+          this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+          this.srtt = 0.875 * this.srtt + 0.125 * r;
+        }
+        this.rto = Math.min(Math.max(this.minRto, Math.ceil(this.srtt + 4 * this.rttvar)), 10_000);
+        this.rttSeq = -1;
+      }
+      const acked = Math.min(ack, this.queued) - this.sndUna;
+      this.sndUna = ack;
+      if (this.sndNxt < ack) this.sndNxt = ack; // a late ACK for bytes sent before a rewind
+      if (this.finQueued && ack === this.queued + 1) this.finAcked = true;
+      // drop acknowledged chunks
+      while (this.chunks.length && this.chunksBase + this.chunks[0]!.length <= Math.min(ack, this.queued)) {
+        this.chunksBase += this.chunks.shift()!.length;
+      }
+      this.dupAcks = 0;
+      if (acked > 0) {
+        this.cwnd = Math.min(this.negotiated.window, this.cwnd + this.frame);
+        if (++this.cleanRun >= 8 && this.frame < this.negotiated.maxFrame) {
+          this.frame = Math.min(this.negotiated.maxFrame, this.frame * 2);
+          this.cleanRun = 0;
+        }
+      }
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      if (this.sndNxt > this.sndUna) this.arm();
+      if (this.queued - this.sndUna < this.writable.writableHighWaterMark) {
+        for (const w of this.spaceWaiters.splice(0)) w();
+      }
+      this.pump();
+      this.maybeDone();
+    } else if (ack === this.sndUna && this.sndNxt > this.sndUna && !carriesData) {
+      if (++this.dupAcks === 2) {
+        this.stats.fastRetransmits++;
+        this.shrink();
+        this.rewind();
+      }
+    }
+  }
+
+  private maybeDone(): void {
+    if (this.finAcked && this.peerFin) {
+      // let our last ACK out before the session goes
+      setTimeout(() => this.close("clean"), 0);
+    }
+  }
+
+  /** A frame of this session arrived. */
+  receive(f: RawFrame): void {
+    if (this.isClosed) {
+      // the peer missed our last ACK of its FIN: answer once more
+      if (f.type === FrameType.Data) this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+      return;
+    }
+    this.lastHeard = Date.now();
+    this.stats.framesReceived++;
+    if (f.type === FrameType.Rst) {
+      this.close("reset");
+      return;
+    }
+    if (f.type === FrameType.Data) {
+      const fin = (f.flags & FLAG_FIN) !== 0;
+      const end = f.seq + f.body.length;
+      if (f.seq > this.rcvNxt) {
+        this.stats.outOfOrder++;
+        this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+      } else if (end < this.rcvNxt || (end === this.rcvNxt && !(fin && !this.peerFin))) {
+        this.stats.duplicates++;
+        this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+      } else {
+        const fresh = f.body.subarray(this.rcvNxt - f.seq);
+        if (fresh.length) {
+          this.rcvNxt += fresh.length;
+          this.stats.bytesReceived += fresh.length;
+          this.readable.push(Buffer.from(fresh));
+        }
+        if (fin && !this.peerFin) {
+          this.rcvNxt++;
+          this.peerFin = true;
+          this.readable.push(null);
+        }
+        this.queueAck();
+      }
+    }
+    this.onAck(f.ack, f.type === FrameType.Data && f.body.length > 0);
+    if (this.peerFin) this.maybeDone();
+  }
+
+  private queueAck(): void {
+    if (this.ackQueued) return;
+    this.ackQueued = true;
+    setImmediate(() => {
+      // a DATA frame sent meanwhile carried the ACK
+      if (this.ackQueued && !this.isClosed) this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+    });
+  }
+
+  private tick(): void {
+    if (this.isClosed) return;
+    const now = Date.now();
+    if (now - this.lastHeard > this.opts.deadAfterMs) {
+      this.close("dead");
+      return;
+    }
+    if (now - this.lastSent >= this.opts.keepaliveMs) {
+      this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+    }
+  }
+}
+
+function withDefaults(o: LinkOptions): Required<LinkOptions> {
+  const maxFrame = Math.floor(o.maxFrame ?? 1024);
+  if (!(maxFrame >= MIN_FRAME && maxFrame <= MAX_FRAME_LIMIT)) {
+    throw new RangeError(`maxFrame must be ${MIN_FRAME}–${MAX_FRAME_LIMIT} bytes, got ${o.maxFrame}`);
+  }
+  return {
+    maxFrame,
+    window: Math.max(2 * maxFrame, Math.floor(o.window ?? 16 * 1024)),
+    baud: o.baud ?? 0,
+    deadAfterMs: o.deadAfterMs ?? 10_000,
+    keepaliveMs: o.keepaliveMs ?? 500,
+    helloTimeoutMs: o.helloTimeoutMs ?? 10_000,
+  };
+}
+
+interface HelloBody {
+  versions: number[];
+  capabilities: string[];
+  maxFrame: number;
+  window: number;
+  baud: number;
+  peer: string;
+}
+
+function helloBody(o: Required<LinkOptions>, peer: string): Buffer {
+  const h: HelloBody = {
+    versions: [LINK_VERSION],
+    capabilities: LINK_CAPABILITIES,
+    maxFrame: o.maxFrame,
+    window: o.window,
+    baud: o.baud,
+    peer,
+  };
+  return Buffer.from(JSON.stringify(h));
+}
+
+function parseHello(body: Buffer): HelloBody | null {
+  try {
+    const h = JSON.parse(body.toString("utf8")) as HelloBody;
+    if (!Array.isArray(h.versions) || typeof h.maxFrame !== "number" || typeof h.window !== "number") return null;
+    return h;
+  } catch {
+    return null;
+  }
+}
+
+function negotiate(mine: Required<LinkOptions>, theirs: HelloBody): Negotiated | string {
+  const common = theirs.versions.filter((v) => v === LINK_VERSION);
+  if (!common.length) {
+    return `no common link protocol version (this side speaks ${LINK_VERSION}, the peer ${theirs.versions.join(", ")})`;
+  }
+  const maxFrame = Math.max(MIN_FRAME, Math.min(mine.maxFrame, Math.floor(theirs.maxFrame)));
+  return {
+    version: LINK_VERSION,
+    capabilities: LINK_CAPABILITIES.filter((c) => (theirs.capabilities ?? []).includes(c)),
+    maxFrame,
+    window: Math.max(2 * maxFrame, Math.min(mine.window, Math.floor(theirs.window))),
+    peer: String(theirs.peer ?? "?"),
+  };
+}
+
+/** One end of a line: the host connects sessions, the board accepts them. Routes frames to the session. */
+export class Link {
+  readonly stats: LinkStats = emptyStats();
+  private readonly opts: Required<LinkOptions>;
+  private readonly decoder: LinkDecoder;
+  private session?: LinkSession;
+  private hello?: { id: number; resolve: (n: Negotiated) => void; reject: (e: Error) => void };
+  private onAccept?: (s: LinkSession) => void;
+
+  constructor(
+    private readonly line: ByteLine,
+    opts: LinkOptions = {},
+    private readonly name = "qat",
+  ) {
+    this.opts = withDefaults(opts);
+    this.decoder = new LinkDecoder(2 * (HEADER + MAX_FRAME_LIMIT + 4) + 64);
+    line.onData((b) => this.onBytes(b));
+  }
+
+  get current(): LinkSession | undefined {
+    return this.session;
+  }
+
+  /** Board side: call `accept` for every new session a host opens (a new one ends the one before). */
+  listen(accept: (s: LinkSession) => void): void {
+    this.onAccept = accept;
+  }
+
+  /** Host side: open a session (handshake with retries). Rejects when nobody answers in helloTimeoutMs. */
+  async connect(): Promise<LinkSession> {
+    this.session?.reset("replaced");
+    let id = 0;
+    while (id === 0) id = (Math.random() * 0x100000000) >>> 0;
+    const body = helloBody(this.opts, this.name);
+    const send = (): void => {
+      const wire = encodeLinkFrame({ type: FrameType.Hello, flags: 0, session: id, seq: 0, ack: 0, body });
+      this.stats.wireBytesSent += wire.length;
+      this.line.write(wire);
+    };
+    const negotiated = await new Promise<Negotiated>((resolve, reject) => {
+      const every = setInterval(send, 250);
+      const timer = setTimeout(() => {
+        this.hello?.reject(new Error(`no answer to the link handshake within ${this.opts.helloTimeoutMs} ms`));
+      }, this.opts.helloTimeoutMs);
+      const done = (): void => {
+        clearInterval(every);
+        clearTimeout(timer);
+        this.hello = undefined;
+      };
+      this.hello = {
+        id,
+        resolve: (n) => {
+          done();
+          resolve(n);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      };
+      send();
+    });
+    const s = new LinkSession(this.line, id, negotiated, this.opts, this.stats);
+    this.session = s;
+    return s;
+  }
+
+  /** Stop answering; ends the current session. */
+  shutdown(): void {
+    this.session?.reset("killed");
+    this.hello?.reject(new Error("link shut down"));
+  }
+
+  private onBytes(b: Buffer): void {
+    this.stats.wireBytesReceived += b.length;
+    const before = this.decoder.bad;
+    const frames = this.decoder.push(b);
+    this.stats.badFrames += this.decoder.bad - before;
+    for (const f of frames) this.onFrame(f);
+  }
+
+  private onFrame(f: RawFrame): void {
+    if (f.type === FrameType.Hello) {
+      if (!this.onAccept) return; // the host ignores HELLOs
+      const theirs = parseHello(f.body);
+      if (!theirs) return;
+      const n = negotiate(this.opts, theirs);
+      if (typeof n === "string") {
+        this.write(FrameType.Rst, f.session, Buffer.from(JSON.stringify({ error: n })));
+        return;
+      }
+      if (this.session?.id !== f.session) {
+        this.session?.close("replaced");
+        const s = new LinkSession(this.line, f.session, n, this.opts, this.stats);
+        this.session = s;
+        this.onAccept(s);
+      }
+      const ack: HelloBody = { ...JSON.parse(helloBody(this.opts, this.name).toString()), ...n, versions: [n.version] };
+      this.write(FrameType.HelloAck, f.session, Buffer.from(JSON.stringify(ack)));
+      return;
+    }
+    if (f.type === FrameType.HelloAck) {
+      if (!this.hello || f.session !== this.hello.id) return;
+      const theirs = parseHello(f.body);
+      if (!theirs) return;
+      const n = negotiate(this.opts, theirs);
+      if (typeof n === "string") this.hello.reject(new Error(n));
+      else this.hello.resolve(n);
+      return;
+    }
+    if (f.type === FrameType.Rst && this.hello && f.session === this.hello.id && f.body.length) {
+      let why = "the board refused the link handshake";
+      try {
+        why = String((JSON.parse(f.body.toString("utf8")) as { error?: string }).error ?? why);
+      } catch {
+        // keep the generic reason
+      }
+      this.hello.reject(new Error(why));
+      return;
+    }
+    if (this.session && f.session === this.session.id) this.session.receive(f);
+  }
+
+  private write(type: FrameType, session: number, body: Buffer): void {
+    const wire = encodeLinkFrame({ type, flags: 0, session, seq: 0, ack: 0, body });
+    this.stats.wireBytesSent += wire.length;
+    this.line.write(wire);
+  }
+}
