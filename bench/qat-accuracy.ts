@@ -2,56 +2,36 @@
  * Accuracy of float training, post-training quantization (calibration only) and QAT, on MNIST (60k/10k):
  * float for `--float-epochs` epochs, then for each qconfig preset: PTQ (calibrate, evaluate the fake-quant eval
  * graph) and QAT (`--qat-epochs` epochs from the float weights, starting from the calibrated scales).
- * resnet8 here is the zoo's architecture on 1×28×28 inputs (the zoo builds it for 3×32×32).
+ * resnet8 is the zoo's, built for MNIST's 1×28×28 inputs.
  *
  *   npm run build && node dist/bench/qat-accuracy.js --data-dir ../shared/data [--models mnist-cnn,resnet8]
  *     [--presets ort-cpu,w4a8] [--float-epochs 1] [--qat-epochs 1] [--qat-lr 0.005] [--threads 2] [--steps 0]
+ *     [--finetune]
+ *
+ * --finetune adds the fair float reference for QAT: the float model trained `--qat-epochs` more epochs with QAT's
+ * schedule (cosine from --qat-lr), so "QAT − float" is not flattered by QAT's extra epoch. `--presets none` skips
+ * the quantized runs.
  */
 import type * as ort from "onnxruntime-node";
-import { NetBuilder } from "../src/nn/builder.js";
 import type { NetModel } from "../src/nn/model.js";
 import { zooModel } from "../src/nn/zoo.js";
 import type { Tensor } from "../src/onnx/tensor.js";
 import { QatTraining } from "../src/quant/qat-train.js";
+import type { SessionOptions } from "../src/runtime/session.js";
 import type { Dataset } from "../src/train/data/dataset.js";
 import { DataLoader } from "../src/train/data/loader.js";
 import { openNamedDataset } from "../src/train/data/named.js";
 import { prependNormalization } from "../src/train/normalize.js";
 import { schedule } from "../src/train/schedules.js";
-import { buildTrainingStep, EvalRunner, type TrainingStep, TrainingRunner } from "../src/train/step.js";
+import { buildTrainingStep, EvalRunner, TrainingRunner, type TrainingStep } from "../src/train/step.js";
 import { evaluate } from "../src/train/trainer.js";
-import type { SessionOptions } from "../src/runtime/session.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
 
-/** The zoo's resnet8 (torchvision names) on a 1×28×28 input. */
-function resnet8Mnist(seed: number): NetModel {
-  const b = new NetBuilder("resnet8", [1, 28, 28], { seed });
-  let x = b.conv2d(b.input, { name: "conv1", out: 16, kernel: 3, padding: 1, bias: false });
-  x = b.relu(b.batchNorm2d(x, { name: "bn1" }));
-  const block = (x: string, name: string, out: number, stride: number): string => {
-    let y = b.conv2d(x, { name: `${name}.conv1`, out, kernel: 3, stride, padding: 1, bias: false });
-    y = b.relu(b.batchNorm2d(y, { name: `${name}.bn1` }));
-    y = b.conv2d(y, { name: `${name}.conv2`, out, kernel: 3, padding: 1, bias: false });
-    y = b.batchNorm2d(y, { name: `${name}.bn2` });
-    let shortcut = x;
-    if (stride !== 1 || b.shape(x)[0] !== out) {
-      shortcut = b.conv2d(x, { name: `${name}.downsample.0`, out, kernel: 1, stride, bias: false });
-      shortcut = b.batchNorm2d(shortcut, { name: `${name}.downsample.1` });
-    }
-    return b.relu(b.add(y, shortcut));
-  };
-  x = block(x, "layer1.0", 16, 1);
-  x = block(x, "layer2.0", 32, 2);
-  x = block(x, "layer3.0", 64, 2);
-  x = b.flatten(b.globalAvgPool(x));
-  return b.build(b.linear(x, { name: "fc", out: 10 }));
-}
-
-async function fit(
+async function trainFor(
   step: TrainingStep,
   data: Dataset,
   epochs: number,
@@ -103,7 +83,10 @@ async function accuracy(
 async function main(): Promise<void> {
   const dataDir = arg("data-dir", "../shared/data");
   const models = arg("models", "mnist-cnn,resnet8").split(",");
-  const presets = arg("presets", "ort-cpu,w4a8").split(",");
+  const presets = arg("presets", "ort-cpu,w4a8")
+    .split(",")
+    .filter((p) => p !== "none");
+  const finetune = process.argv.includes("--finetune");
   const floatEpochs = Number(arg("float-epochs", "1"));
   const qatEpochs = Number(arg("qat-epochs", "1"));
   const qatLr = Number(arg("qat-lr", "0.005"));
@@ -114,27 +97,56 @@ async function main(): Promise<void> {
   const stats = train.stats();
   const rows: Record<string, unknown>[] = [];
   for (const model of models) {
-    const net = model === "resnet8" ? resnet8Mnist(1) : zooModel(model, { seed: 1 });
+    const net = zooModel(model, { seed: 1, inputShape: [...train.inputShape] });
     prependNormalization(net, stats.mean, stats.std);
     const opt = { optimizer: { kind: "sgd" as const, momentum: 0.9 } };
-    const f = await fit(buildTrainingStep(net, opt), train, floatEpochs, () => 0.05, { threads }, maxSteps);
+    const f = await trainFor(
+      buildTrainingStep(net, opt),
+      train,
+      floatEpochs,
+      () => 0.05,
+      { threads },
+      maxSteps,
+    );
     await f.runner.release();
-    for (const [k, t] of f.values) if (net.train.initializers.has(k)) {
-      net.train.initializers.set(k, t);
-      if (net.eval.initializers.has(k)) net.eval.initializers.set(k, t);
-    }
+    for (const [k, t] of f.values)
+      if (net.train.initializers.has(k)) {
+        net.train.initializers.set(k, t);
+        if (net.eval.initializers.has(k)) net.eval.initializers.set(k, t);
+      }
     const floatAcc = await accuracy(net, test, undefined, { threads });
-    const row: Record<string, unknown> = { model, float: floatAcc, float_samples_per_s: Math.round(f.samplesPerSec) };
-    console.error(`${model}: float ${(100 * floatAcc).toFixed(2)}% (${Math.round(f.samplesPerSec)} samples/s)`);
+    const row: Record<string, unknown> = {
+      model,
+      float: floatAcc,
+      float_samples_per_s: Math.round(f.samplesPerSec),
+    };
+    console.error(
+      `${model}: float ${(100 * floatAcc).toFixed(2)}% (${Math.round(f.samplesPerSec)} samples/s)`,
+    );
+    if (finetune) {
+      const total = maxSteps || Math.ceil(train.length / 64) * qatEpochs;
+      const cos = schedule({ kind: "cosine", lr: qatLr, tMax: total });
+      const ft = await trainFor(buildTrainingStep(net, opt), train, qatEpochs, cos, { threads }, maxSteps);
+      const ftAcc = await accuracy(net, test, ft.runner.weights(), { threads });
+      await ft.runner.release();
+      row.float_finetuned = ftAcc;
+      console.error(
+        `${model}: float + ${qatEpochs} epoch(s) of QAT's schedule, no quantization: ${(100 * ftAcc).toFixed(2)}%`,
+      );
+    }
     for (const p of presets) {
       const steps = Math.ceil(train.length / 64) * qatEpochs;
       const freeze = net.buffers.length ? Math.round(steps * 0.6) : 0;
-      const qat = await QatTraining.create(net, { preset: p, freezeBnAfter: freeze }, train, { batchSize: 64, seed: 1, threads });
+      const qat = await QatTraining.create(net, { preset: p, freezeBnAfter: freeze }, train, {
+        batchSize: 64,
+        seed: 1,
+        threads,
+      });
       const so = { threads, ...qat.sessionOptions };
       const ptq = await accuracy(qat.netAt(0), test, undefined, so);
       const total = maxSteps || steps;
       const cos = schedule({ kind: "cosine", lr: qatLr, tMax: total });
-      const q = await fit(qat.trainingStep(0, opt), train, qatEpochs, cos, so, maxSteps, (s) =>
+      const q = await trainFor(qat.trainingStep(0, opt), train, qatEpochs, cos, so, maxSteps, (s) =>
         qat.switchesAt(s) ? qat.trainingStep(s, opt) : undefined,
       );
       const qatAcc = await accuracy(qat.netAt(total), test, q.runner.weights(), so);

@@ -18,7 +18,7 @@ import type { SessionOptions } from "../src/runtime/session.js";
 import type { Dataset } from "../src/train/data/dataset.js";
 import { prependNormalization } from "../src/train/normalize.js";
 import { Rng } from "../src/train/rng.js";
-import { buildTrainingStep, type TrainingStep, TrainingRunner } from "../src/train/step.js";
+import { buildTrainingStep, TrainingRunner, type TrainingStep } from "../src/train/step.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 function arg(name: string, fallback: string): string {
@@ -48,7 +48,14 @@ function randomData(shape: number[], n: number, seed: number): Dataset {
   };
 }
 
-async function stepsPerSecond(step: TrainingStep, net: NetModel, batch: number, windows: number, steps: number, opts: SessionOptions): Promise<number> {
+async function stepsPerSecond(
+  step: TrainingStep,
+  net: NetModel,
+  batch: number,
+  windows: number,
+  steps: number,
+  opts: SessionOptions,
+): Promise<number> {
   const runner = await TrainingRunner.create(step, opts);
   const size = net.inputShape.reduce((a, b) => a * b, 1);
   const rng = new Rng(3);
@@ -86,21 +93,37 @@ async function main(): Promise<void> {
   for (const model of models) {
     const row: Record<string, unknown> = { model, batch, threads };
     if (!problem) {
-      const t = JSON.parse(runTorchScript("qat_throughput.py", [model, String(batch), String(threads), "5", String(windows), String(steps)]));
+      const t = JSON.parse(
+        runTorchScript("qat_throughput.py", [
+          model,
+          String(batch),
+          String(threads),
+          "5",
+          String(windows),
+          String(steps),
+        ]),
+      );
       row.torch_float = Math.round(median(t.float));
       row.torch_qat = Math.round(median(t.qat));
       row.torch_qat_lsq = Math.round(median(t.qat_lsq));
-      row.torch_qat_cost = +(row.torch_float as number / (row.torch_qat as number)).toFixed(2);
+      row.torch_qat_cost = +((row.torch_float as number) / (row.torch_qat as number)).toFixed(2);
     }
     const net = zooModel(model, { seed: 1 });
     const data = randomData(net.inputShape, 256, 7);
     prependNormalization(net, data.stats().mean, data.stats().std);
     const opt = { optimizer: { kind: "sgd" as const, momentum: 0.9 } };
-    row.qat_float = Math.round(await stepsPerSecond(buildTrainingStep(net, opt), net, batch, windows, steps, { threads }));
+    row.qat_float = Math.round(
+      await stepsPerSecond(buildTrainingStep(net, opt), net, batch, windows, steps, { threads }),
+    );
     for (const p of presets) {
-      const q = await QatTraining.create(net, { preset: p, calibrationBatches: 4 }, data, { batchSize: batch, threads });
+      const q = await QatTraining.create(net, { preset: p, calibrationBatches: 4 }, data, {
+        batchSize: batch,
+        threads,
+      });
       const so = { threads, ...q.sessionOptions };
-      const rate = Math.round(await stepsPerSecond(q.trainingStep(0, opt), q.netAt(0), batch, windows, steps, so));
+      const rate = Math.round(
+        await stepsPerSecond(q.trainingStep(0, opt), q.netAt(0), batch, windows, steps, so),
+      );
       row[`qat_${p}`] = rate;
       row[`qat_${p}_cost`] = +((row.qat_float as number) / rate).toFixed(2);
       if (!problem) {

@@ -92,6 +92,13 @@ export class AgentClient {
   private nextId = 1;
   private stderrTail = "";
   private closedWith?: Error;
+  /**
+   * Ask the board to keep partial uploads when the link drops, and continue them from the last byte it holds on the
+   * next connection (serial links; the sha256 is checked over the whole file at the end either way).
+   */
+  resumeUploads = false;
+  /** Uploads continued from a partial file, and the bytes that did not have to be sent again. */
+  readonly resumed = { uploads: 0, bytes: 0 };
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
 
   constructor(
@@ -270,13 +277,24 @@ export class AgentClient {
   async put(
     bytes: Uint8Array,
     target: { kind: "model"; name?: string } | { kind: "file"; path: string; mode?: number },
-    opts: { onProgress?: (sent: number, total: number) => void } = {},
-  ): Promise<{ sha256: string; path: string; existed: boolean }> {
+    opts: { onProgress?: (sent: number, total: number) => void; resume?: boolean } = {},
+  ): Promise<{ sha256: string; path: string; existed: boolean; resumedFrom: number }> {
     const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const begin = await this.request("put.begin", { ...target, size: bytes.length, sha256 });
-    if (begin.header.exists) return { sha256, path: String(begin.header.path), existed: true };
+    const resume = opts.resume ?? this.resumeUploads;
+    const begin = await this.request("put.begin", {
+      ...target,
+      size: bytes.length,
+      sha256,
+      ...(resume ? { resume: true } : {}),
+    });
+    if (begin.header.exists) return { sha256, path: String(begin.header.path), existed: true, resumedFrom: 0 };
     const put = begin.header.id;
-    for (let off = 0; off < bytes.length; off += CHUNK) {
+    const from = Math.max(0, Math.min(bytes.length, Number(begin.header.offset ?? 0) || 0));
+    if (from > 0) {
+      this.resumed.uploads++;
+      this.resumed.bytes += from;
+    }
+    for (let off = from; off < bytes.length; off += CHUNK) {
       await this.post("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + CHUNK)));
       opts.onProgress?.(Math.min(bytes.length, off + CHUNK), bytes.length);
     }
@@ -288,7 +306,7 @@ export class AgentClient {
         { device: this.device },
       );
     }
-    return { sha256, path: String(end.header.path), existed: false };
+    return { sha256, path: String(end.header.path), existed: false, resumedFrom: from };
   }
 
   async list(): Promise<ModelList> {

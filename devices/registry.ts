@@ -1,7 +1,7 @@
 /**
  * The device registry: named boards in a JSON file (~/.config/qat/devices.json, or $QAT_DEVICES, or a path given
  * by the caller). Device URIs: `ssh://user@host[:port]` (host may be an ~/.ssh/config alias), `local`,
- * `emulated:rpi4`. With no device configured, the emulated Raspberry Pi 4 is the default.
+ * `emulated:rpi4`, `serial:///dev/ttyUSB0?baud=921600` (options: baud, frame, window, dead = seconds). With no device configured, the emulated Raspberry Pi 4 is the default.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -11,12 +11,51 @@ import { RegistryError } from "./errors.js";
 import type { Transport } from "./transport/channel.js";
 import { type EmulatorOptions, emulatedTransport, ensureEmulator } from "./transport/emulator.js";
 import { LocalTransport } from "./transport/local.js";
+import { openSerial } from "./transport/serial.js";
 import { connectSsh } from "./transport/ssh.js";
 
 export type DeviceAddress =
   | { kind: "local" }
   | { kind: "emulated"; board: "rpi4" }
-  | { kind: "ssh"; host: string; user?: string; port?: number };
+  | { kind: "ssh"; host: string; user?: string; port?: number }
+  | { kind: "serial"; path: string; baud: number; maxFrame?: number; window?: number; deadAfterMs?: number };
+
+const SERIAL_PARAMS = new Set(["baud", "frame", "window", "dead"]);
+
+function parseSerialUri(uri: string): DeviceAddress {
+  const m = /^serial:\/\/(\/[^?#\s]+)(?:\?([^#\s]*))?$/.exec(uri);
+  if (!m) {
+    throw new RegistryError("bad-uri", `'${uri}' is not a serial device URI`, {
+      hint: "use serial:///dev/ttyUSB0?baud=921600 (an absolute tty path after serial://)",
+    });
+  }
+  const q = new URLSearchParams(m[2] ?? "");
+  for (const k of q.keys()) {
+    if (!SERIAL_PARAMS.has(k)) {
+      throw new RegistryError("bad-uri", `unknown option '${k}' in '${uri}'`, {
+        hint: "serial options: baud, frame (bytes, 32–4096), window (bytes), dead (seconds)",
+      });
+    }
+  }
+  const num = (k: string, lo: number, hi: number): number | undefined => {
+    const v = q.get(k);
+    if (v === null) return undefined;
+    const n = Number(v);
+    if (!/^\d+(\.\d+)?$/.test(v) || n < lo || n > hi) {
+      throw new RegistryError("bad-uri", `${k}=${v} in '${uri}' is not a number in ${lo}–${hi}`);
+    }
+    return n;
+  };
+  const dead = num("dead", 1, 3600);
+  return {
+    kind: "serial",
+    path: decodeURIComponent(m[1]!),
+    baud: Math.round(num("baud", 50, 20_000_000) ?? 115200),
+    maxFrame: num("frame", 32, 4096),
+    window: num("window", 64, 1 << 20),
+    deadAfterMs: dead === undefined ? undefined : dead * 1000,
+  };
+}
 
 export interface DeviceEntry {
   name: string;
@@ -66,6 +105,7 @@ export function parseDeviceUri(uri: string): DeviceAddress {
       hint: "the emulated board is emulated:rpi4",
     });
   }
+  if (uri.startsWith("serial:")) return parseSerialUri(uri);
   const m = /^ssh:\/\/(?:([^@/:\s]+)@)?(\[[0-9A-Fa-f:.]+\]|[^@/:\s[\]]+)(?::(\d+))?\/?$/.exec(uri);
   if (m) {
     const port = m[3] === undefined ? undefined : Number(m[3]);
@@ -76,7 +116,7 @@ export function parseDeviceUri(uri: string): DeviceAddress {
     return { kind: "ssh", host, user: m[1], port };
   }
   throw new RegistryError("bad-uri", `'${uri}' is not a device URI`, {
-    hint: "use ssh://user@host[:port], local, or emulated:rpi4",
+    hint: "use ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, or emulated:rpi4",
   });
 }
 
@@ -198,7 +238,7 @@ export function resolveDevice(nameOrUri: string | undefined, opts: RegistryOptio
     return { name: nameOrUri, uri: nameOrUri };
   }
   throw new RegistryError("unknown-device", `no device named '${nameOrUri}' in ${registryPath(opts)}`, {
-    hint: "add it with `qat device add NAME URI`, or give a URI (ssh://user@host, local, emulated:rpi4)",
+    hint: "add it with `qat device add NAME URI`, or give a URI (ssh://user@host, serial:///dev/ttyUSB0, local, emulated:rpi4)",
   });
 }
 
@@ -221,6 +261,16 @@ export async function openDevice(entry: DeviceEntry, opts: OpenOptions = {}): Pr
       const emu = await ensureEmulator(opts.emulator);
       return emulatedTransport(emu, { home: entry.home, label: entry.name });
     }
+    case "serial":
+      return openSerial({
+        path: addr.path,
+        baud: addr.baud,
+        maxFrame: addr.maxFrame,
+        window: addr.window,
+        deadAfterMs: addr.deadAfterMs,
+        home: entry.home,
+        device: entry.name,
+      });
     case "ssh":
       return connectSsh({
         host: addr.host,

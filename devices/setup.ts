@@ -4,6 +4,7 @@
  * its own protocol (chunked, fsynced, sha256-checked). `installed.json` is written last: an interrupted setup is
  * simply re-run (files already on the board with the right sha256 are skipped). Same version → nothing to do.
  */
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, posix, relative } from "node:path";
@@ -13,6 +14,7 @@ import { type Backend, type Detection, detectBoard, factsOverShell } from "./boa
 import { AgentClient, type Hello, type InstalledInfo } from "./client.js";
 import { AgentNotInstalledError, DeviceError, NodeError } from "./errors.js";
 import { type FetchOptions, fetchPackageFiles } from "./fetch.js";
+import { linkProgram, serialRuntimeFiles } from "./serial/source.js";
 import type { Transport } from "./transport/channel.js";
 
 const requireHere = createRequire(import.meta.url);
@@ -49,10 +51,27 @@ export function hostRuntimeVersion(backend: Backend = "onnxruntime-node"): strin
   }
 }
 
-/** The install key: agent version + agent code hash + runtime version. A new qat or runtime means a new key. */
+/**
+ * The install key: agent version + hash of the agent and serial link code + runtime version. A new qat or runtime
+ * means a new key.
+ */
 export async function installKey(): Promise<string> {
   const prog = await agentProgram();
-  return `${AGENT_VERSION}-${prog.sha256.slice(0, 12)}-ort${hostRuntimeVersion()}`;
+  const link = await linkProgram();
+  const code = createHash("sha256").update(prog.sha256).update(link.sha256).digest("hex");
+  return `${AGENT_VERSION}-${code.slice(0, 12)}-ort${hostRuntimeVersion()}`;
+}
+
+/** What serves the agent on a tty: the link layer beside agent.mjs, serialport's binding in node_modules. */
+async function serialFiles(arch: string): Promise<RuntimeFile[]> {
+  const link = await linkProgram();
+  let binding: RuntimeFile[] = [];
+  try {
+    binding = serialRuntimeFiles(arch);
+  } catch {
+    binding = []; // no prebuilt serialport binding for this arch: the board serves ssh/local only
+  }
+  return [{ path: "serial-link.mjs", bytes: Buffer.from(link.code) }, ...binding];
 }
 
 /** Paths on the board (POSIX, relative to the login folder when the home is). */
@@ -250,6 +269,7 @@ export async function connectAgent(t: Transport): Promise<AgentSession> {
   const key = await installKey();
   const ch = await t.spawn([...t.node, agentPath(t, key), "--home", t.home]);
   const client = new AgentClient(ch, t.label);
+  client.resumeUploads = t.kind === "serial";
   let hello: Hello;
   try {
     hello = await client.hello();
@@ -296,6 +316,7 @@ export interface SetupResult {
 
 /** Install (or confirm) the agent and its runtime on a board. Idempotent. */
 export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promise<SetupResult> {
+  if (t.kind === "serial") return setupOverAgent(t, opts);
   const say = opts.onProgress ?? (() => {});
   const key = await installKey();
   say(`checking Node.js on ${t.label}`);
@@ -346,7 +367,7 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
     const detection = detectBoard(hello.facts);
     const backend = opts.backend ?? detection.backend;
     const arch = hello.facts.arch;
-    const files = await runtimeFiles(arch, backend, opts);
+    const files = [...(await runtimeFiles(arch, backend, opts)), ...(await serialFiles(arch))];
     let sent = 0;
     let skipped = 0;
     let bytes = 0;
@@ -393,6 +414,88 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
       key,
       installed,
       node: probe.node,
+      facts: hello.facts,
+      detection,
+      filesSent: sent,
+      filesSkipped: skipped,
+      bytesSent: bytes,
+      runtime,
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Setup over a serial line: no shell on the other end, only the agent already listening on the board's tty. It
+ * must be this qat's agent (its install folder is named by the install key); then the runtime files go through
+ * the agent's own uploads (resumable, sha256-checked) and the install is committed, as over SSH.
+ */
+async function setupOverAgent(t: Transport, opts: SetupOptions): Promise<SetupResult> {
+  const say = opts.onProgress ?? (() => {});
+  const key = await installKey();
+  const ch = await t.spawn(["node", agentPath(t, key), "--home", t.home]);
+  const client = new AgentClient(ch, t.label);
+  client.resumeUploads = true;
+  try {
+    const hello = await client.hello();
+    const running = posix.basename(hello.installDir.split("\\").join("/"));
+    if (running !== key) {
+      throw new AgentNotInstalledError(
+        "agent-outdated",
+        `the agent on the tty runs from install ${running}, this qat needs ${key}; a serial line cannot replace a running agent`,
+        {
+          device: t.label,
+          hint: "install this qat's agent once over ssh or on the board (`qat device setup`), then restart qat-agent.service",
+        },
+      );
+    }
+    const detection = detectBoard(hello.facts);
+    const backend = opts.backend ?? detection.backend;
+    if (hello.installed?.key === key && hello.installed.backend === backend && !opts.force) {
+      return {
+        device: t.label,
+        changed: false,
+        key,
+        installed: hello.installed,
+        node: hello.facts.node,
+        facts: hello.facts,
+        detection,
+        filesSent: 0,
+        filesSkipped: 0,
+        bytesSent: 0,
+        runtime: {},
+      };
+    }
+    const files = [...(await runtimeFiles(hello.facts.arch, backend, opts)), ...(await serialFiles(hello.facts.arch))];
+    say(`pushing ${files.length} ${backend} files for linux/${hello.facts.arch} over ${t.label}`);
+    let sent = 0;
+    let skipped = 0;
+    let bytes = 0;
+    for (const f of files) {
+      const r = await client.put(f.bytes, { kind: "file", path: f.path });
+      if (r.existed) skipped++;
+      else {
+        sent++;
+        bytes += f.bytes.length - r.resumedFrom;
+      }
+    }
+    const runtime = (await client.runtimeCheck(backend)).versions;
+    const prog = await agentProgram();
+    const installed = await client.commitInstall({
+      key,
+      agentVersion: AGENT_VERSION,
+      agentSha256: prog.sha256,
+      backend,
+      runtimeVersion: hostRuntimeVersion(),
+      arch: hello.facts.arch,
+    });
+    return {
+      device: t.label,
+      changed: true,
+      key,
+      installed,
+      node: hello.facts.node,
       facts: hello.facts,
       detection,
       filesSent: sent,

@@ -6,6 +6,10 @@ import { evalCommand } from "./commands/eval.js";
 import { importCommand } from "./commands/import.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { trainCommand } from "./commands/train.js";
+import { calibrateCommand } from "./commands/calibrate.js";
+import { sensitivityCommand } from "./commands/sensitivity.js";
+import { exportCommand } from "./commands/export.js";
+import { verifyCommand } from "./commands/verify.js";
 import { exitCodeFor, reportError } from "./output.js";
 
 /** The `qat` program: each command is a thin shell over a library function. */
@@ -18,7 +22,11 @@ export function program(): Command {
   p.addCommand(inspectCommand());
   p.addCommand(trainCommand());
   p.addCommand(evalCommand());
+  p.addCommand(calibrateCommand());
+  p.addCommand(sensitivityCommand());
   p.addCommand(importCommand());
+  p.addCommand(exportCommand());
+  p.addCommand(verifyCommand());
   return p;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Micro-benchmark of the backward pass's costliest pieces, to see what bounds a training step: ways to compute a
- * 3×3 convolution's weight gradient and MaxPool with/without Indices, at the layer shapes of mnist-cnn and
+ * 3×3 convolution's weight gradient (Conv with the batch as contraction; im2col by Slice/Concat + Gemm; im2col by
+ * a one-hot depthwise Conv + batched MatMul) and MaxPool with/without Indices, at the layer shapes of mnist-cnn and
  * cifar-cnn (batch 64), and whether preallocated outputs save anything. Each variant is its own ORT session; time
  * per run is the median of several windows.
  *
@@ -44,7 +45,7 @@ function random(dims: number[], seed: number): ort.Tensor {
 
 /** dW of Conv(x: [n,ci,h,w], W: [co,ci,3,3], pad 1) from x and dY: [n,co,h,w]. */
 function weightGradGraph(
-  kind: "conv" | "im2col-gemm",
+  kind: "conv" | "im2col-gemm" | "dwconv-matmul",
   n: number,
   ci: number,
   co: number,
@@ -59,7 +60,24 @@ function weightGradGraph(
   const xt = g.op("Transpose", ["x"], { perm: [1, 0, 2, 3] });
   const dyt = g.op("Transpose", ["dy"], { perm: [1, 0, 2, 3] });
   let dw: string;
-  if (kind === "conv") {
+  if (kind === "dwconv-matmul") {
+    // im2col by a depthwise Conv with one-hot 3×3 kernels (channel ci·9+k = window k of channel ci), then per
+    // sample [ci·9, h·w] × [h·w, co] and a sum over the batch
+    const onehot = new Float32Array(ci * 9 * 9);
+    for (let c = 0; c < ci; c++) for (let k = 0; k < 9; k++) onehot[(c * 9 + k) * 9 + k] = 1;
+    const e = g.constant("onehot", { dtype: "float32", dims: [ci * 9, 1, 3, 3], data: onehot });
+    const col = g.op("Conv", ["x", e], { pads: [1, 1, 1, 1], group: ci });
+    const col3 = g.op("Reshape", [col, g.constant("c3", i64([3], [0, ci * 9, -1]))]);
+    const dy3 = g.op("Transpose", [g.op("Reshape", ["dy", g.constant("d3", i64([3], [0, co, -1]))])], {
+      perm: [0, 2, 1],
+    });
+    const per = g.op("MatMul", [col3, dy3]);
+    const sum = g.op("ReduceSum", [per, g.constant("ax0", i64([1], [0]))], { keepdims: 0 });
+    dw = g.op("Reshape", [
+      g.op("Transpose", [sum], { perm: [1, 0] }),
+      g.constant("wshape", i64([4], [co, ci, 3, 3])),
+    ]);
+  } else if (kind === "conv") {
     // the batch as the contraction: Conv(xᵀ [ci,n,h,w], dYᵀ [co,n,h,w]) = dWᵀ [ci,co,3,3]
     const c = g.op("Conv", [xt, dyt], { pads: [1, 1, 1, 1] });
     dw = g.op("Transpose", [c], { perm: [1, 0, 2, 3] });
@@ -156,7 +174,7 @@ async function main(): Promise<void> {
     const feeds = { x: random([64, ci, h, w], 1), dy: random([64, co, h, w], 2) };
     const gflop = (2 * 64 * co * h * w * ci * 9) / 1e9;
     const row: string[] = [];
-    for (const kind of ["conv", "im2col-gemm"] as const) {
+    for (const kind of ["conv", "im2col-gemm", "dwconv-matmul"] as const) {
       const ms = await timeGraph(weightGradGraph(kind, 64, ci, co, h, w), feeds);
       row.push(`${kind} ${ms.toFixed(3)} ms (${(gflop / (ms / 1000)).toFixed(1)} GFLOP/s)`);
     }

@@ -289,6 +289,8 @@ interface Upload {
   hash: ReturnType<typeof createHash>;
   name?: string;
   failed?: AgentFailure;
+  /** Kept in tmp/ when the link drops, for `put.begin` with `resume` to continue. */
+  resumable?: boolean;
 }
 
 interface OrtLike {
@@ -325,6 +327,12 @@ export class Agent {
   /** Remove uploads left by agents that died mid-way (their pid is gone). */
   private cleanStale(): void {
     for (const f of fs.readdirSync(join(this.home, "tmp"))) {
+      if (/\.resume(\.json)?$/.test(f)) {
+        // a resumable upload (serial links): kept for a day for the host to continue it
+        const st = fs.statSync(join(this.home, "tmp", f));
+        if (Date.now() - st.mtimeMs > 24 * 3600_000) fs.rmSync(join(this.home, "tmp", f), { force: true });
+        continue;
+      }
       const m = /\.(\d+)\.part$/.exec(f);
       const pid = m ? Number(m[1]) : 0;
       let alive = false;
@@ -343,12 +351,21 @@ export class Agent {
   /** Remove this process's uploads in progress (connection lost, shutdown). */
   abortUploads(): void {
     for (const u of this.uploads.values()) {
+      if (u.resumable && !u.failed) {
+        // keep what arrived, and say how much is good, for the next connection to continue from there
+        try {
+          fs.fsyncSync(u.fd);
+          fs.writeFileSync(`${u.tmp}.json`, JSON.stringify({ sha256: u.sha256, size: u.size, received: u.received }));
+        } catch {
+          fs.rmSync(u.tmp, { force: true });
+        }
+      }
       try {
         fs.closeSync(u.fd);
       } catch {
         // already closed
       }
-      fs.rmSync(u.tmp, { force: true });
+      if (!u.resumable || u.failed) fs.rmSync(u.tmp, { force: true });
     }
     this.uploads.clear();
   }
@@ -504,7 +521,8 @@ export class Agent {
           return null;
         }
         let off = 0;
-        while (off < payload.length) off += fs.writeSync(u.fd, payload, off, payload.length - off);
+        while (off < payload.length)
+          off += fs.writeSync(u.fd, payload, off, payload.length - off, u.received + off);
         u.hash.update(payload);
         u.received += payload.length;
         return null;
@@ -581,10 +599,42 @@ export class Agent {
     if (fs.existsSync(final) && fs.statSync(final).size === size && sha256File(final) === sha) {
       return { exists: true, path: final };
     }
-    const tmp = join(this.home, "tmp", `${sha.slice(0, 16)}-${Number(h.id)}.${process.pid}.part`);
-    const fd = fs.openSync(tmp, "w", 0o644);
     const name = typeof h.name === "string" ? h.name : undefined;
     const mode = typeof h.mode === "number" ? h.mode : 0o644;
+    if (h.resume === true) {
+      // resumable: named by what it will be, continued from the bytes a previous connection left
+      const key = createHash("sha256").update(`${kind}\0${final}\0${sha}\0${size}`).digest("hex").slice(0, 32);
+      const tmp = join(this.home, "tmp", `${key}.resume`);
+      for (const u of this.uploads.values()) {
+        if (u.tmp === tmp) throw new AgentFailure("busy", `an upload of ${sha} is already in progress`);
+      }
+      let received = 0;
+      try {
+        const rec = JSON.parse(fs.readFileSync(`${tmp}.json`, "utf8")) as { sha256?: string; received?: number };
+        if (rec.sha256 === sha && Number.isSafeInteger(rec.received)) {
+          received = Math.min(rec.received!, fs.statSync(tmp).size, size);
+        }
+      } catch {
+        received = 0;
+      }
+      fs.rmSync(`${tmp}.json`, { force: true });
+      const fd = fs.openSync(tmp, received > 0 ? "r+" : "w", 0o644);
+      fs.ftruncateSync(fd, received);
+      const hash = createHash("sha256");
+      const buf = Buffer.alloc(1 << 20);
+      for (let off = 0; off < received; ) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, received - off), off);
+        if (n <= 0) break;
+        hash.update(buf.subarray(0, n));
+        off += n;
+      }
+      const upload: Upload = { fd, tmp, final, kind, size, sha256: sha, received, hash, name, resumable: true };
+      this.uploads.set(Number(h.id), upload);
+      fs.chmodSync(tmp, mode & 0o755);
+      return { exists: false, offset: received };
+    }
+    const tmp = join(this.home, "tmp", `${sha.slice(0, 16)}-${Number(h.id)}.${process.pid}.part`);
+    const fd = fs.openSync(tmp, "w", 0o644);
     this.uploads.set(Number(h.id), {
       fd,
       tmp,
@@ -597,7 +647,7 @@ export class Agent {
       name,
     });
     if (mode !== 0o644) fs.chmodSync(tmp, mode & 0o755);
-    return { exists: false };
+    return { exists: false, offset: 0 };
   }
 
   private putEnd(id: number): Record<string, unknown> {
@@ -752,7 +802,9 @@ export async function serve(
   home: string,
   input: NodeJS.ReadableStream,
   output: NodeJS.WritableStream,
+  opts: { standalone?: boolean } = {},
 ): Promise<void> {
+  const standalone = opts.standalone ?? true;
   const agent = new Agent(home);
   const decoder = new FrameDecoder();
   let chain: Promise<void> = Promise.resolve();
@@ -765,15 +817,18 @@ export async function serve(
     done = true;
     agent.abortUploads();
   };
-  for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGPIPE"] as const) {
-    process.on(sig, () => {
-      finish();
-      process.exit(sig === "SIGPIPE" ? 0 : 1);
-    });
+  // one of many sessions (serial): the caller handles signals, and a broken stream ends only this session
+  if (standalone) {
+    for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGPIPE"] as const) {
+      process.on(sig, () => {
+        finish();
+        process.exit(sig === "SIGPIPE" ? 0 : 1);
+      });
+    }
   }
   output.on("error", () => {
     finish();
-    process.exit(0);
+    if (standalone) process.exit(0);
   });
   await new Promise<void>((resolveDone) => {
     input.on("data", (chunk: Buffer) => {
@@ -818,30 +873,68 @@ export async function serve(
   await chain;
 }
 
-function parseArgs(argv: string[]): { home: string; facts: boolean } {
+interface Args {
+  home: string;
+  facts: boolean;
+  serial?: string;
+  baud: number;
+}
+
+function parseArgs(argv: string[]): Args {
   let home = join(os.homedir(), ".qat-agent");
   let facts = false;
+  let serial: string | undefined;
+  let baud = 115200;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--home" && argv[i + 1] !== undefined) home = argv[++i]!;
     else if (argv[i] === "--facts") facts = true;
+    else if (argv[i] === "--serial" && argv[i + 1] !== undefined) serial = argv[++i]!;
+    else if (argv[i] === "--baud" && /^\d+$/.test(argv[i + 1] ?? "")) baud = Number(argv[++i]);
     else if (argv[i] === "--version") {
       process.stdout.write(`${AGENT_VERSION} protocol ${PROTOCOL_VERSION}\n`);
       process.exit(0);
     } else {
       process.stderr.write(
-        `qat-agent: unknown argument '${argv[i]}' (usage: agent.mjs [--home DIR] [--facts])\n`,
+        `qat-agent: unknown argument '${argv[i]}' (usage: agent.mjs [--home DIR] [--facts] [--serial TTY [--baud N]])\n`,
       );
       process.exit(2);
     }
   }
-  return { home, facts };
+  return { home, facts, serial, baud };
+}
+
+/**
+ * Serve hosts on a tty (a UART, a USB serial gadget) through the serial link layer: serial-link.mjs beside this
+ * file (an install), else the build's devices/serial/link.js; @serialport/bindings-cpp from the install's
+ * node_modules. Runs until the tty fails (systemd restarts the agent).
+ */
+async function serveSerial(home: string, path: string, baud: number): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, "serial-link.mjs"), join(here, "..", "serial", "link.js")];
+  const file = candidates.find((c) => fs.existsSync(c));
+  if (!file) throw new Error(`the serial link module is missing (looked for ${candidates.join(", ")})`);
+  const { pathToFileURL } = await import("node:url");
+  const link = (await import(pathToFileURL(file).href)) as typeof import("../serial/link.js");
+  for (const sig of ["SIGHUP", "SIGTERM", "SIGINT"] as const) process.on(sig, () => process.exit(0));
+  await link.serveTty({
+    path,
+    baud,
+    require: createRequire(join(here, "agent.mjs")),
+    serve: (input, output) => serve(home, input, output, { standalone: false }),
+    log: (m) => process.stderr.write(`qat-agent: ${m}\n`),
+  });
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { home, facts } = parseArgs(argv);
+  const { home, facts, serial, baud } = parseArgs(argv);
   if (facts) {
     process.stdout.write(`${JSON.stringify(collectFacts())}\n`);
     return;
+  }
+  if (serial) {
+    console.log = console.error;
+    await serveSerial(home, serial, baud);
+    process.exit(0);
   }
   // stdout carries frames only: anything a library prints goes to stderr
   console.log = console.error;

@@ -27,7 +27,7 @@ export interface ExecOptions {
 
 /** A way to reach a board: run commands there, and get byte streams to them. */
 export interface Transport {
-  readonly kind: "local" | "emulated" | "ssh";
+  readonly kind: "local" | "emulated" | "ssh" | "serial";
   /** What the board is, for messages: "local", "emulated:rpi4", "ssh://pi@10.0.0.7:22". */
   readonly label: string;
   /** The argv prefix that runs Node.js on the board. */

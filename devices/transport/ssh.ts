@@ -8,14 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import SSHConfig from "ssh-config";
-import {
-  type AuthenticationType,
-  Client,
-  type ClientChannel,
-  type ConnectConfig,
-  type NextAuthHandler,
-  utils,
-} from "ssh2";
+import ssh2, { type AuthenticationType, type ClientChannel, type ConnectConfig, type NextAuthHandler } from "ssh2";
 import {
   AuthError,
   ConnectError,
@@ -40,6 +33,10 @@ import {
   readKnownHosts,
   verifyHostKey,
 } from "./known-hosts.js";
+
+// ssh2 is CommonJS: Node's ESM loader gives its exports on the default import only
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
 
 export interface SshOptions {
   /** Host name, address, or a Host alias of the ssh config file. */

@@ -5,7 +5,7 @@ import { openSession, run } from "../runtime/session.js";
 
 /**
  * The constant region of a graph: nodes computed from initializers alone (weight folding, weight quantization,
- * bias quantization). Graph inputs are never constant.
+ * bias quantization), up to but excluding DequantizeLinear nodes. Graph inputs are never constant.
  */
 export function constantNodes(g: Graph): Set<Node> {
   const inputs = new Set(g.inputs.map((v) => v.name).filter((n) => !g.initializers.has(n)));
@@ -13,7 +13,14 @@ export function constantNodes(g: Graph): Set<Node> {
   const out = new Set<Node>();
   for (const n of topologicalOrder(g)) {
     const hasSub = Object.values(n.attrs).some((a) => a.type === "graph" || a.type === "graphs");
-    if (hasSub || n.opType === "RandomNormal" || n.opType === "RandomUniform") continue;
+    // DequantizeLinear stays a node: its integer input is what the exported model stores
+    if (
+      hasSub ||
+      n.opType === "DequantizeLinear" ||
+      n.opType === "RandomNormal" ||
+      n.opType === "RandomUniform"
+    )
+      continue;
     if (n.inputs.every((i) => i === "" || known.has(i))) {
       out.add(n);
       for (const o of n.outputs) if (o) known.add(o);
@@ -26,7 +33,11 @@ export function constantNodes(g: Graph): Set<Node> {
  * Evaluate values of the constant region with ONNX Runtime itself (optimisation off), so every number is the one the
  * simulation computed: the int8 weights are what its QuantizeLinear produced, the int32 biases what its Round did.
  */
-export async function evaluateConstants(g: Graph, nodes: Set<Node>, values: string[]): Promise<Map<string, Tensor>> {
+export async function evaluateConstants(
+  g: Graph,
+  nodes: Set<Node>,
+  values: string[],
+): Promise<Map<string, Tensor>> {
   const out = new Map<string, Tensor>();
   const todo = [...new Set(values)].filter((v) => {
     const init = g.initializers.get(v);

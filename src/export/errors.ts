@@ -5,13 +5,18 @@
  */
 export class ExportError extends Error {
   override name = "ExportError";
-  readonly exitCode: number = 2;
   constructor(
     message: string,
     /** Where: the file, and the node or tensor when known. */
     readonly where: { file?: string; node?: string; tensor?: string } = {},
+    /** 2: bad input (default); 1: the export was made but failed a check (TensorRT structure). */
+    readonly exitCode: 1 | 2 = 2,
   ) {
-    const at = [where.file, where.node && `node '${where.node}'`, where.tensor && `tensor '${where.tensor}'`].filter(Boolean);
+    const at = [
+      where.file,
+      where.node && `node '${where.node}'`,
+      where.tensor && `tensor '${where.tensor}'`,
+    ].filter(Boolean);
     super(at.length ? `${at.join(", ")}: ${message}` : message);
   }
 }

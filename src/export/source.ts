@@ -54,7 +54,9 @@ export function loadQatSource(path: string): QatSource {
   const isDir = statSync(path).isDirectory();
   const file = isDir ? join(path, RUN_FILES.checkpoint) : path;
   if (isDir && !existsSync(file)) {
-    throw new ExportError(`the run folder has no ${RUN_FILES.checkpoint}: is it a run folder of qat train?`, { file: path });
+    throw new ExportError(`the run folder has no ${RUN_FILES.checkpoint}: is it a run folder of qat train?`, {
+      file: path,
+    });
   }
   let ck: ReturnType<typeof loadCheckpoint>;
   try {
@@ -71,6 +73,8 @@ export function loadQatSource(path: string): QatSource {
   const meta = ck.meta as {
     position?: { step?: number };
     config?: { data?: string; dataDir?: string };
+    /** `qat calibrate` writes the float run it started from instead of a config. */
+    calibrated_from?: string;
     quant?: { qconfig?: QConfig; placement?: PlacementRow[] };
   };
   if (!meta.quant?.placement || !meta.quant.qconfig) {
@@ -99,7 +103,10 @@ export function loadQatSource(path: string): QatSource {
         const s = toFloat32(t);
         const bad = s.findIndex((v) => !Number.isFinite(v) || v === 0);
         if (bad >= 0) {
-          throw new ExportError(`the scale of ${row.kind} '${row.tensor}' is ${s[bad]} at index ${bad}: not usable`, { file, tensor: name });
+          throw new ExportError(
+            `the scale of ${row.kind} '${row.tensor}' is ${s[bad]} at index ${bad}: not usable`,
+            { file, tensor: name },
+          );
         }
       }
     }
@@ -108,10 +115,21 @@ export function loadQatSource(path: string): QatSource {
   let summaryAccuracy: number | undefined;
   if (runDir && existsSync(join(runDir, RUN_FILES.summary))) {
     try {
-      const s = JSON.parse(readFileSync(join(runDir, RUN_FILES.summary), "utf8")) as { test_accuracy?: number };
+      const s = JSON.parse(readFileSync(join(runDir, RUN_FILES.summary), "utf8")) as {
+        test_accuracy?: number;
+      };
       summaryAccuracy = s.test_accuracy;
     } catch {
       summaryAccuracy = undefined;
+    }
+  }
+  let config = meta.config;
+  const from = meta.calibrated_from;
+  if (!config && from && existsSync(join(from, RUN_FILES.config))) {
+    try {
+      config = JSON.parse(readFileSync(join(from, RUN_FILES.config), "utf8")) as { data?: string; dataDir?: string };
+    } catch {
+      config = undefined;
     }
   }
   return {
@@ -121,8 +139,8 @@ export function loadQatSource(path: string): QatSource {
     qconfig: meta.quant.qconfig,
     placement,
     step: meta.position?.step,
-    dataset: meta.config?.data,
-    dataDir: meta.config?.dataDir,
+    dataset: config?.data,
+    dataDir: config?.dataDir,
     summaryAccuracy,
   };
 }

@@ -22,29 +22,63 @@ export interface BnRef {
 /** f = γ / √(var + ε), [C]. */
 export function foldFactor(g: Graph, bn: BnRef, prefix: string): string {
   const eps = g.constant(`${prefix}.bn_eps`, f32([], [bn.eps]));
-  const sigma = g.op("Sqrt", [g.op("Add", [bn.variance, eps], {}, { name: `${prefix}.bn_var_eps` })], {}, { name: `${prefix}.bn_sigma` });
-  return g.op("Div", [bn.gamma, sigma], {}, { name: `${prefix}.bn_factor`, output: g.uniqueName(`${prefix}.bn_factor`) });
+  const sigma = g.op(
+    "Sqrt",
+    [g.op("Add", [bn.variance, eps], {}, { name: `${prefix}.bn_var_eps` })],
+    {},
+    { name: `${prefix}.bn_sigma` },
+  );
+  return g.op(
+    "Div",
+    [bn.gamma, sigma],
+    {},
+    { name: `${prefix}.bn_factor`, output: g.uniqueName(`${prefix}.bn_factor`) },
+  );
 }
 
 /** [C] → [C, 1, …] with `trailing` ones. */
 export function perChannel(g: Graph, v: string, trailing: number, prefix: string): string {
-  const axes = g.constant(`${prefix}.axes`, i64([trailing], Array.from({ length: trailing }, (_, i) => i + 1)));
+  const axes = g.constant(
+    `${prefix}.axes`,
+    i64(
+      [trailing],
+      Array.from({ length: trailing }, (_, i) => i + 1),
+    ),
+  );
   return g.op("Unsqueeze", [v, axes], {}, { name: `${prefix}.unsqueeze` });
 }
 
 export function foldedWeight(g: Graph, w: string, factor: string, rank: number, prefix: string): string {
-  return g.op("Mul", [w, perChannel(g, factor, rank - 1, `${prefix}.wf`)], {}, {
-    name: `${prefix}.fold_weight`,
-    output: g.uniqueName(`${prefix}.weight_folded`),
-  });
+  return g.op(
+    "Mul",
+    [w, perChannel(g, factor, rank - 1, `${prefix}.wf`)],
+    {},
+    {
+      name: `${prefix}.fold_weight`,
+      output: g.uniqueName(`${prefix}.weight_folded`),
+    },
+  );
 }
 
-export function foldedBias(g: Graph, bias: string | undefined, bn: BnRef, factor: string, prefix: string): string {
-  const centred = bias ? g.op("Sub", [bias, bn.mean], {}, { name: `${prefix}.fold_bias_sub` }) : g.op("Neg", [bn.mean], {}, { name: `${prefix}.fold_bias_neg` });
-  return g.op("Add", [g.op("Mul", [centred, factor], {}, { name: `${prefix}.fold_bias_mul` }), bn.beta], {}, {
-    name: `${prefix}.fold_bias`,
-    output: g.uniqueName(`${prefix}.bias_folded`),
-  });
+export function foldedBias(
+  g: Graph,
+  bias: string | undefined,
+  bn: BnRef,
+  factor: string,
+  prefix: string,
+): string {
+  const centred = bias
+    ? g.op("Sub", [bias, bn.mean], {}, { name: `${prefix}.fold_bias_sub` })
+    : g.op("Neg", [bn.mean], {}, { name: `${prefix}.fold_bias_neg` });
+  return g.op(
+    "Add",
+    [g.op("Mul", [centred, factor], {}, { name: `${prefix}.fold_bias_mul` }), bn.beta],
+    {},
+    {
+      name: `${prefix}.fold_bias`,
+      output: g.uniqueName(`${prefix}.bias_folded`),
+    },
+  );
 }
 
 /**
@@ -56,9 +90,13 @@ export function foldBatchNorms(g: Graph): number {
   const producers = g.producers();
   let folded = 0;
   for (const bnNode of [...g.nodes]) {
-    if (bnNode.opType !== "BatchNormalization" || (bnNode.attrs.training_mode?.type === "int" && bnNode.attrs.training_mode.value === 1)) continue;
+    if (
+      bnNode.opType !== "BatchNormalization" ||
+      (bnNode.attrs.training_mode?.type === "int" && bnNode.attrs.training_mode.value === 1)
+    )
+      continue;
     const conv = producers.get(bnNode.inputs[0]!);
-    if (!conv || conv.opType !== "Conv" || (consumers.get(conv.outputs[0]!) ?? []).length !== 1) continue;
+    if (conv?.opType !== "Conv" || (consumers.get(conv.outputs[0]!) ?? []).length !== 1) continue;
     const w = conv.inputs[1]!;
     const rank = g.initializers.get(w)?.dims.length ?? g.valueInfo.get(w)?.shape?.length ?? 4;
     const bn: BnRef = {

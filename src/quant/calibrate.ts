@@ -1,14 +1,14 @@
+import type { NetModel } from "../nn/model.js";
 import { modelOf } from "../onnx/codec.js";
 import { cloneGraph } from "../onnx/ir.js";
 import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
 import { openSession, run } from "../runtime/session.js";
-import type { NetModel } from "../nn/model.js";
 import type { Dataset } from "../train/data/dataset.js";
 import { DataLoader } from "../train/data/loader.js";
 import { makeObserver, type Observer, type Range } from "./observer.js";
 import type { Placement, WeightPoint } from "./placement.js";
-import { qparamsFor, weightQParams } from "./qparams.js";
 import type { TensorQConfig } from "./qconfig.js";
+import { qparamsFor, weightQParams } from "./qparams.js";
 
 export interface CalibrationOptions {
   /** Batches of the dataset to observe (default 32). */
@@ -42,8 +42,13 @@ export async function calibrate(
   for (const t of taps) if (!have.has(t)) g.outputs.push({ name: t, dtype: "float32" });
   const session = await openSession(modelOf(g), { threads: opts.threads });
   const observers = new Map<string, Observer>();
-  for (const a of placement.activations) observers.set(a.value, makeObserver(opts.observer ?? a.cfg.observer));
-  const loader = new DataLoader(data, { batchSize: opts.batchSize ?? 64, seed: opts.seed ?? 0, shuffle: true });
+  for (const a of placement.activations)
+    observers.set(a.value, makeObserver(opts.observer ?? a.cfg.observer));
+  const loader = new DataLoader(data, {
+    batchSize: opts.batchSize ?? 64,
+    seed: opts.seed ?? 0,
+    shuffle: true,
+  });
   const limit = opts.batches ?? 32;
   let seen = 0;
   try {
@@ -72,7 +77,12 @@ export async function calibrate(
   return out;
 }
 
-function zeroPointTensor(dtype: "uint8" | "int8" | "int32", learned: boolean, dims: number[], v: ArrayLike<number>): Tensor {
+function zeroPointTensor(
+  dtype: "uint8" | "int8" | "int32",
+  learned: boolean,
+  dims: number[],
+  v: ArrayLike<number>,
+): Tensor {
   return learned ? tensor("float32", dims, v) : tensor(dtype, dims, v);
 }
 
@@ -86,7 +96,9 @@ export function effectiveWeight(net: NetModel, w: WeightPoint): Float32Array {
   const variance = init(w.bn.variance);
   const per = data.length / wt.dims[0]!;
   for (let c = 0; c < wt.dims[0]!; c++) {
-    const f = Math.fround(gamma[c]! / Math.fround(Math.sqrt(Math.fround(variance[c]! + Math.fround(w.bn.eps)))));
+    const f = Math.fround(
+      gamma[c]! / Math.fround(Math.sqrt(Math.fround(variance[c]! + Math.fround(w.bn.eps)))),
+    );
     for (let i = 0; i < per; i++) data[c * per + i] = Math.fround(data[c * per + i]! * f);
   }
   return data;

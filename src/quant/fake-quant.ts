@@ -1,4 +1,4 @@
-import { type Graph, type Node, attrInt, attrString } from "../onnx/ir.js";
+import { attrInt, attrString, type Graph, type Node } from "../onnx/ir.js";
 import { tensor } from "../onnx/tensor.js";
 
 /**
@@ -99,8 +99,10 @@ export function lowerFakeQuant(g: Graph): number {
   const consts = new Map<string, string>();
   const intConst = (dtype: QuantDType, v: number): string => {
     const key = `${dtype}:${v}`;
-    let c = consts.get(key);
-    if (!c) consts.set(key, (c = g.constant(`qat.${dtype}_${v < 0 ? `m${-v}` : v}`, tensor(dtype, [], [v]))));
+    const have = consts.get(key);
+    if (have) return have;
+    const c = g.constant(`qat.${dtype}_${v < 0 ? `m${-v}` : v}`, tensor(dtype, [], [v]));
+    consts.set(key, c);
     return c;
   };
   const pending: Node[] = [];
@@ -139,7 +141,12 @@ export function lowerFakeQuant(g: Graph): number {
         const rounded = emit("Round", [zp], {}, `${n.name}.zp_round`);
         const lo = g.constant(`${n.name}.zp_min`, tensor("float32", [], [s.qmin]));
         const hi = g.constant(`${n.name}.zp_max`, tensor("float32", [], [s.qmax]));
-        z = emit("Cast", [emit("Clip", [rounded, lo, hi], {}, `${n.name}.zp_clip`)], { to: code }, `${n.name}.zp_cast`);
+        z = emit(
+          "Cast",
+          [emit("Clip", [rounded, lo, hi], {}, `${n.name}.zp_clip`)],
+          { to: code },
+          `${n.name}.zp_cast`,
+        );
       }
       let q = emit("QuantizeLinear", [x, scale, z], axisAttr, `${n.name}.quantize`);
       const [tmin, tmax] = DTYPE_RANGE[s.dtype];

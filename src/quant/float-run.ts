@@ -25,14 +25,23 @@ export interface FloatRun {
  */
 export async function openFloatRun(run: string, opts: { dataDir?: string } = {}): Promise<FloatRun> {
   const cfgPath = join(run, "config.json");
-  if (!existsSync(cfgPath)) throw new ConfigError(`${run} is not a run folder (no config.json): train one with qat train`);
+  if (!existsSync(cfgPath))
+    throw new ConfigError(`${run} is not a run folder (no config.json): train one with qat train`);
   const config = resolveConfig(JSON.parse(readFileSync(cfgPath, "utf8")) as Partial<TrainConfig>);
   const file = ["model.onnx", "checkpoint.onnx"].map((f) => join(run, f)).find((f) => existsSync(f));
   if (!file) throw new ConfigError(`${run} has neither model.onnx nor checkpoint.onnx`);
   const dataDir = opts.dataDir ?? config.dataDir;
   const train = await openNamedDataset(config.data, { split: "train", dataDir });
   const test = await openNamedDataset(config.data, { split: "test", dataDir });
-  const net = zooModel(config.model, { seed: config.seed, classes: train.numClasses });
+  if (config.from)
+    throw new ConfigError(
+      `${run} trained an imported model (--from); calibrate and sensitivity take zoo-model runs`,
+    );
+  const net = zooModel(config.model, {
+    seed: config.seed,
+    classes: train.numClasses,
+    inputShape: [...train.inputShape],
+  });
   const stats = train.stats();
   prependNormalization(net, stats.mean, stats.std);
   const initializers = loadModel(file).graph.initializers;
@@ -42,7 +51,8 @@ export async function openFloatRun(run: string, opts: { dataDir?: string } = {})
     if (t) values.set(k, t);
   }
   const missing = net.params.filter((k) => !values.has(k));
-  if (missing.length) throw new ConfigError(`${file} lacks parameters ${missing.join(", ")} of model ${config.model}`);
+  if (missing.length)
+    throw new ConfigError(`${file} lacks parameters ${missing.join(", ")} of model ${config.model}`);
   loadStateDict(net, values);
   return { net, config, train, test, initializers };
 }

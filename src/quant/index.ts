@@ -5,9 +5,13 @@
 export * from "./bn-fold.js";
 export * from "./calibrate.js";
 export * from "./fake-quant.js";
+export * from "./float-run.js";
+export * from "./observe-graph.js";
 export * from "./observer.js";
 export * from "./placement.js";
 export * from "./prepare.js";
+export * from "./qat-train.js";
 export * from "./qconfig.js";
 export * from "./qparams.js";
+export * from "./sensitivity.js";
 export { fakeQuantGradient, registerFakeQuantGradient } from "./ste.js";

@@ -1,8 +1,15 @@
+import type { NetModel } from "../nn/model.js";
 import { attrFloat, attrInt, cloneGraph, type Graph, type Node, topologicalOrder } from "../onnx/ir.js";
 import { inferShapes } from "../onnx/shapes.js";
-import type { NetModel } from "../nn/model.js";
 import { type FakeQuantSpec, QAT_DOMAIN } from "./fake-quant.js";
-import { intRange, isFloatLayer, layerConfig, type QConfig, QConfigError, type TensorQConfig } from "./qconfig.js";
+import {
+  intRange,
+  isFloatLayer,
+  layerConfig,
+  type QConfig,
+  QConfigError,
+  type TensorQConfig,
+} from "./qconfig.js";
 
 /**
  * Where fake-quant goes, decided as ONNX Runtime will fuse the exported QDQ model:
@@ -26,7 +33,15 @@ export interface WeightPoint {
   axis: number;
   /** Activation point feeding this layer (its scale enters the bias scale). */
   input?: string;
-  bn?: { node: string; gamma: string; beta: string; mean: string; variance: string; eps: number; output: string };
+  bn?: {
+    node: string;
+    gamma: string;
+    beta: string;
+    mean: string;
+    variance: string;
+    eps: number;
+    output: string;
+  };
   spec: FakeQuantSpec;
   scale: string;
   zeroPoint: string;
@@ -50,7 +65,15 @@ export interface Placement {
   activations: ActivationPoint[];
 }
 
-const PASS_THROUGH = new Set(["MaxPool", "Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Transpose"]);
+const PASS_THROUGH = new Set([
+  "MaxPool",
+  "Flatten",
+  "Reshape",
+  "Identity",
+  "Squeeze",
+  "Unsqueeze",
+  "Transpose",
+]);
 const ACT_INPUTS: Record<string, (n: Node, isConst: (v: string) => boolean) => number[]> = {
   Conv: () => [0],
   Gemm: () => [0],
@@ -66,7 +89,10 @@ const GROUP_TAIL = new Set(["Relu", "Clip", "BatchNormalization"]);
 export function quantizableLayers(net: NetModel): string[] {
   const params = new Set(net.params);
   return net.eval.nodes
-    .filter((n) => (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") && params.has(n.inputs[1]!))
+    .filter(
+      (n) =>
+        (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") && params.has(n.inputs[1]!),
+    )
     .map((n) => layerName(n.inputs[1]!));
 }
 
@@ -80,7 +106,9 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
   const known = new Set(layers);
   for (const name of [...Object.keys(q.layers), ...q.keepFloat]) {
     if (!known.has(name)) {
-      throw new QConfigError(`qconfig names layer '${name}', which model '${net.name}' does not have; layers: ${layers.join(", ")}`);
+      throw new QConfigError(
+        `qconfig names layer '${name}', which model '${net.name}' does not have; layers: ${layers.join(", ")}`,
+      );
     }
   }
   const producers = g.producers();
@@ -120,7 +148,11 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
       value: v,
       layer,
       shape,
-      spec: specFor(cfg, -1, shape.reduce((a, b) => a * b, 1)),
+      spec: specFor(
+        cfg,
+        -1,
+        shape.reduce((a, b) => a * b, 1),
+      ),
       scale: `${base}.scale`,
       zeroPoint: `${base}.zero_point`,
       cfg,
@@ -137,7 +169,8 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
     }
     const pick = ACT_INPUTS[n.opType];
     if (!pick) continue;
-    const isLayer = (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") && params.has(n.inputs[1]!);
+    const isLayer =
+      (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") && params.has(n.inputs[1]!);
     if (isLayer && isFloatLayer(q, layerName(n.inputs[1]!))) continue;
     if (!isLayer && (n.opType === "Conv" || n.opType === "Gemm")) continue; // weights computed at run time: float
     const inputs = pick(n, isConst).map((i) => resolve(n.inputs[i]!));
@@ -148,7 +181,8 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
     const layer = layerName(weight);
     const cfg = layerConfig(q, layer).weight;
     const dims = g.initializers.get(weight)!.dims;
-    const axis = n.opType === "Conv" ? 0 : n.opType === "Gemm" ? (attrInt(n, "transB", 0) ? 0 : 1) : dims.length - 1;
+    const axis =
+      n.opType === "Conv" ? 0 : n.opType === "Gemm" ? (attrInt(n, "transB", 0) ? 0 : 1) : dims.length - 1;
     const channels = dims[axis]!;
     const perChannelN = dims.reduce((a, b) => a * b, 1) / (cfg.perChannel ? channels : 1);
     const bias = n.inputs[2] && params.has(n.inputs[2]) ? n.inputs[2] : undefined;
@@ -254,6 +288,7 @@ export function pruneDead(g: Graph): void {
   }
   g.nodes = g.nodes.filter((n) => keep.has(n));
   keep = new Set();
-  for (const k of [...g.initializers.keys()]) if (k.startsWith("qat.") && !needed.has(k)) g.initializers.delete(k);
+  for (const k of [...g.initializers.keys()])
+    if (k.startsWith("qat.") && !needed.has(k)) g.initializers.delete(k);
   g.invalidate();
 }

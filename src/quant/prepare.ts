@@ -1,15 +1,18 @@
+import type { NetModel } from "../nn/model.js";
 import { cloneGraph, type Graph, type Node, sortGraph } from "../onnx/ir.js";
 import { inferShapes } from "../onnx/shapes.js";
 import { type Tensor, tensor } from "../onnx/tensor.js";
-import type { NetModel } from "../nn/model.js";
 import { type BnRef, foldedBias, foldedWeight, foldFactor, perChannel } from "./bn-fold.js";
 import { emitFakeQuant, type FakeQuantSpec, lowerFakeQuant } from "./fake-quant.js";
+import { type ObservedValues, observeActivation, observeWeight } from "./observe-graph.js";
 import { type Placement, pruneDead, type WeightPoint } from "./placement.js";
 import "./ste.js";
 
 export interface PrepareOptions {
   /** BN statistics frozen: the train graph uses the folded form on running statistics and stops updating them. */
   bnFrozen?: boolean;
+  /** Observers active (observe-graph.ts): scales follow moving-average min-max (activations) and the weights' max. */
+  observing?: boolean;
 }
 
 /**
@@ -44,9 +47,19 @@ export function applyQuant(
     if (!t) throw new Error(`no value for quantization parameter '${name}': calibrate the model first`);
     return t;
   };
-  for (const p of [...placement.weights, ...placement.activations]) {
-    put(p.scale, need(p.scale), p.spec.grad !== "ste");
-    put(p.zeroPoint, need(p.zeroPoint), p.spec.learnZeroPoint);
+  const isObserved = (p: { cfg: { symmetric: boolean } }, kind: "weight" | "activation") =>
+    !!opts.observing && (kind === "activation" || p.cfg.symmetric);
+  const buffers = [...float.buffers];
+  for (const [kind, list] of [
+    ["weight", placement.weights],
+    ["activation", placement.activations],
+  ] as const) {
+    for (const p of list) {
+      const observedHere = isObserved(p, kind);
+      put(p.scale, need(p.scale), p.spec.grad !== "ste" && !observedHere);
+      put(p.zeroPoint, need(p.zeroPoint), p.spec.learnZeroPoint && !observedHere);
+      if (observedHere) buffers.push(p.scale, p.zeroPoint);
+    }
   }
   const updates = new Map(float.updates);
   const actScale = new Map(placement.activations.map((a) => [a.value, a]));
@@ -56,15 +69,45 @@ export function applyQuant(
     [train, opts.bnFrozen ? "frozen" : "train"],
   ] as const) {
     const byName = new Map(g.nodes.map((n) => [n.name, n]));
+    const observed: ObservedValues | undefined =
+      opts.observing && mode !== "eval"
+        ? { buffers: new Map(), updates: new Map(), current: new Map() }
+        : undefined;
+    const observerNodes = new Set<Node>();
+    if (observed) {
+      for (const a of placement.activations) {
+        const before = g.nodes.length;
+        observeActivation(g, a, need(a.scale), need(a.zeroPoint), observed);
+        for (const n of g.nodes.slice(before)) observerNodes.add(n);
+      }
+    }
+    const cur = (name: string) => observed?.current.get(name) ?? name;
     for (const w of placement.weights) {
       const node = byName.get(w.node);
       if (!node) throw new Error(`layer '${w.layer}': node '${w.node}' is missing from the ${mode} graph`);
-      quantizeLayer(g, node, w, mode, actScale.get(w.input ?? "")?.scale, byName);
+      const input = actScale.get(w.input ?? "");
+      quantizeLayer(
+        g,
+        node,
+        w,
+        mode,
+        input && cur(input.scale),
+        byName,
+        observed && w.cfg.symmetric ? observed : undefined,
+      );
     }
     for (const a of placement.activations) {
-      const users = g.nodes.filter((n) => n.inputs.includes(a.value));
-      const y = emitFakeQuant(g, a.value, a.scale, a.zeroPoint, a.spec, { name: `${a.value}.fake_quant` });
+      const users = g.nodes.filter((n) => !observerNodes.has(n) && n.inputs.includes(a.value));
+      const spec = observed ? { ...a.spec, grad: "ste" as const, learnZeroPoint: false } : a.spec;
+      const y = emitFakeQuant(g, a.value, cur(a.scale), cur(a.zeroPoint), spec, {
+        name: `${a.value}.fake_quant`,
+      });
       for (const n of users) n.inputs = n.inputs.map((i) => (i === a.value ? y : i));
+    }
+    if (observed) {
+      // the observer statistics live in the train graph only (checkpoints keep them as training state)
+      for (const k of observed.buffers.keys()) buffers.push(k);
+      for (const [k, v] of observed.updates) updates.set(k, v);
     }
     if (mode === "frozen") freezeBnUpdates(g, placement, updates);
     g.invalidate();
@@ -72,7 +115,7 @@ export function applyQuant(
   }
   lowerFakeQuant(ev);
   pruneDead(ev);
-  return { ...float, train, eval: ev, params, buffers: [...float.buffers], updates };
+  return { ...float, train, eval: ev, params, buffers, updates };
 }
 
 function quantizeLayer(
@@ -82,6 +125,7 @@ function quantizeLayer(
   mode: "eval" | "train" | "frozen",
   inputScale: string | undefined,
   byName: Map<string, Node>,
+  observed?: ObservedValues,
 ): void {
   const rank = g.initializers.get(w.weight)!.dims.length;
   let weight = w.weight;
@@ -93,18 +137,45 @@ function quantizeLayer(
     weight = foldedWeight(g, w.weight, factor, rank, w.layer);
     if (mode !== "train") bias = foldedBias(g, w.bias, bn, factor, w.layer);
   }
-  const wq = emitFakeQuant(g, weight, w.scale, w.zeroPoint, w.spec, {
+  let [wScale, wZero, wSpec] = [w.scale, w.zeroPoint, w.spec];
+  if (observed) {
+    observeWeight(g, w, weight, rank, observed);
+    [wScale, wZero, wSpec] = [
+      observed.current.get(w.scale)!,
+      observed.current.get(w.zeroPoint)!,
+      { ...w.spec, grad: "ste" as const },
+    ];
+  }
+  const wq = emitFakeQuant(g, weight, wScale, wZero, wSpec, {
     name: `${w.weight}.fake_quant`,
     shape: g.initializers.get(w.weight)!.dims,
   });
   node.inputs[1] = wq;
   if (bias && inputScale && !(w.bn && mode === "train")) {
     // int32 bias with scale s_input · s_weight, as the integer kernels add it
-    const bscale = g.op("Mul", [inputScale, w.scale], {}, { name: `${w.layer}.bias_scale`, output: g.uniqueName(`${w.layer}.bias.scale`) });
-    const zero = g.initializers.has("qat.int32_zero") ? "qat.int32_zero" : g.constant("qat.int32_zero", tensor("int32", [], [0]));
-    const spec: FakeQuantSpec = { qmin: -2147483648, qmax: 2147483647, dtype: "int32", axis: -1, grad: "ste", gradScale: 1, learnZeroPoint: false };
+    const bscale = g.op(
+      "Mul",
+      [inputScale, wScale],
+      {},
+      { name: `${w.layer}.bias_scale`, output: g.uniqueName(`${w.layer}.bias.scale`) },
+    );
+    const zero = g.initializers.has("qat.int32_zero")
+      ? "qat.int32_zero"
+      : g.constant("qat.int32_zero", tensor("int32", [], [0]));
+    const spec: FakeQuantSpec = {
+      qmin: -2147483648,
+      qmax: 2147483647,
+      dtype: "int32",
+      axis: -1,
+      grad: "ste",
+      gradScale: 1,
+      learnZeroPoint: false,
+    };
     const len = w.bn ? g.initializers.get(w.bn.beta)!.dims : g.initializers.get(bias)!.dims;
-    node.inputs[2] = emitFakeQuant(g, bias, bscale, zero, spec, { name: `${w.layer}.bias.fake_quant`, shape: len });
+    node.inputs[2] = emitFakeQuant(g, bias, bscale, zero, spec, {
+      name: `${w.layer}.bias.fake_quant`,
+      shape: len,
+    });
   } else if (bias) node.inputs[2] = bias;
   if (!w.bn) return;
   const bnNode = byName.get(w.bn.node);
@@ -114,8 +185,19 @@ function quantizeLayer(
     const raw = g.uniqueName(`${w.layer}.conv_folded`);
     const out = node.outputs[0]!;
     node.outputs[0] = raw;
-    let y = g.op("Div", [raw, perChannel(g, factor!, rank - 2, `${w.layer}.unfold`)], {}, { name: `${w.layer}.unfold`, output: w.bias ? undefined : out });
-    if (w.bias) y = g.op("Add", [y, perChannel(g, w.bias, rank - 2, `${w.layer}.bias_c`)], {}, { name: `${w.layer}.add_bias`, output: out });
+    let y = g.op(
+      "Div",
+      [raw, perChannel(g, factor!, rank - 2, `${w.layer}.unfold`)],
+      {},
+      { name: `${w.layer}.unfold`, output: w.bias ? undefined : out },
+    );
+    if (w.bias)
+      y = g.op(
+        "Add",
+        [y, perChannel(g, w.bias, rank - 2, `${w.layer}.bias_c`)],
+        {},
+        { name: `${w.layer}.add_bias`, output: out },
+      );
     return;
   }
   // eval / frozen statistics: the conv writes the BN's output; BN is gone

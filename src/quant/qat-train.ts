@@ -1,14 +1,14 @@
 import type { NetModel } from "../nn/model.js";
+import type { Tensor } from "../onnx/tensor.js";
 import type { SessionOptions } from "../runtime/session.js";
 import type { Dataset } from "../train/data/dataset.js";
 import { buildTrainingStep, type StepOptions, type TrainingStep } from "../train/step.js";
 import { calibrate } from "./calibrate.js";
 import { lowerFakeQuant } from "./fake-quant.js";
 import type { ObserverKind } from "./observer.js";
-import { type Placement, placeQuant, placementTable } from "./placement.js";
+import { type Placement, placementTable, placeQuant } from "./placement.js";
 import { applyQuant } from "./prepare.js";
 import { type QConfig, qconfigFrom } from "./qconfig.js";
-import type { Tensor } from "../onnx/tensor.js";
 
 /** What `qat train --qat` is told (kept in config.json). */
 export interface QatSettings {
@@ -24,17 +24,21 @@ export interface QatSettings {
   calibrationBatches?: number;
   /** Freeze BN statistics (and fold them into the weights for good) after this many steps (0: never). */
   freezeBnAfter?: number;
+  /** Steps during which scales follow in-graph observers before they are frozen and learned (default 0). */
+  observerSteps?: number;
 }
 
 /**
  * QAT around the trainer: calibrates the float model, builds the fake-quantized model for each phase of training
- * (BN batch statistics, then frozen statistics) and the lowered training step for it. Session options: graph
- * optimisation "basic", so ORT runs the Q/DQ pairs as written and does not fuse them into integer kernels (whose
- * x86 u8·s8 saturation would make the training forward differ from the simulated one).
+ * (observers on, then learned scales; BN batch statistics, then frozen statistics) and the lowered training step
+ * for it. Sessions use graph optimisation "basic", so ORT runs the Q/DQ pairs as written and never swaps in integer
+ * kernels (whose x86 u8·s8 saturation would make training differ from the simulation). At "all", ORT 1.30 gave
+ * bit-identical losses and logits on mnist-cnn (weights are graph inputs there, so no QLinearConv fusion applies),
+ * at no measurable speed difference; "basic" keeps that a guarantee rather than an observation.
  */
 export class QatTraining {
   readonly sessionOptions: SessionOptions = { optimization: "basic" };
-  private cache = new Map<boolean, NetModel>();
+  private cache = new Map<string, NetModel>();
 
   private constructor(
     readonly float: NetModel,
@@ -54,12 +58,19 @@ export class QatTraining {
       keepFloat: settings.keepFloat,
       weightBits: settings.weightBits,
       freezeBnAfter: settings.freezeBnAfter,
+      observerSteps: settings.observerSteps,
     });
     const placement = placeQuant(float, qconfig);
     // scales already calibrated (`qat calibrate`) or trained: start from them
     const names = [...placement.weights, ...placement.activations].flatMap((p) => [p.scale, p.zeroPoint]);
     if (opts.initial && names.every((n) => opts.initial!.has(n))) {
-      return new QatTraining(float, settings, qconfig, placement, new Map(names.map((n) => [n, opts.initial!.get(n)!])));
+      return new QatTraining(
+        float,
+        settings,
+        qconfig,
+        placement,
+        new Map(names.map((n) => [n, opts.initial!.get(n)!])),
+      );
     }
     const qparams = await calibrate(float, placement, calibration, {
       batches: settings.calibrationBatches ?? 32,
@@ -71,15 +82,22 @@ export class QatTraining {
     return new QatTraining(float, settings, qconfig, placement, qparams);
   }
 
-  private frozenAt(step: number): boolean {
-    return this.qconfig.freezeBnAfter > 0 && step >= this.qconfig.freezeBnAfter;
+  /** The phase at `step`: observers on for the first observerSteps steps, BN frozen from freezeBnAfter on. */
+  phaseAt(step: number): { observing: boolean; bnFrozen: boolean } {
+    return {
+      observing: step < this.qconfig.observerSteps,
+      bnFrozen: this.qconfig.freezeBnAfter > 0 && step >= this.qconfig.freezeBnAfter,
+    };
   }
 
   /** The fake-quantized model for the phase training is in at `step`. */
   netAt(step: number): NetModel {
-    const frozen = this.frozenAt(step);
-    let net = this.cache.get(frozen);
-    if (!net) this.cache.set(frozen, (net = applyQuant(this.float, this.placement, this.qparams, { bnFrozen: frozen })));
+    const phase = this.phaseAt(step);
+    const key = JSON.stringify(phase);
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const net = applyQuant(this.float, this.placement, this.qparams, phase);
+    this.cache.set(key, net);
     return net;
   }
 
@@ -92,7 +110,16 @@ export class QatTraining {
 
   /** Whether the phase changes before running step `step` (counted from 0). */
   switchesAt(step: number): boolean {
-    return step > 0 && this.frozenAt(step) !== this.frozenAt(step - 1);
+    return step > 0 && JSON.stringify(this.phaseAt(step)) !== JSON.stringify(this.phaseAt(step - 1));
+  }
+
+  /** What changes at `step` (for the log). */
+  describeSwitch(step: number): string {
+    const [a, b] = [this.phaseAt(step - 1), this.phaseAt(step)];
+    const parts: string[] = [];
+    if (a.observing && !b.observing) parts.push("observers frozen, scales learned from here");
+    if (!a.bnFrozen && b.bnFrozen) parts.push("BN statistics frozen and folded");
+    return `step ${step}: ${parts.join("; ")}`;
   }
 
   /** What a checkpoint records for export: the qconfig and the placement table. */

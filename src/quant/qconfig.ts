@@ -1,5 +1,5 @@
-import type { ObserverKind } from "./observer.js";
 import type { QuantDType, ScaleGrad } from "./fake-quant.js";
+import type { ObserverKind } from "./observer.js";
 
 /** How one tensor (a layer's weight, or an activation) is quantized. */
 export interface TensorQConfig {
@@ -80,13 +80,21 @@ const base = { layers: {}, keepFloat: [], freezeBnAfter: 0, observerSteps: 0 };
  */
 export const PRESETS: Record<string, () => QConfig> = {
   "ort-cpu": () => ({ preset: "ort-cpu", default: { weight: wt(), activation: act() }, ...base }),
-  "ort-cpu-x86-safe": () => ({ preset: "ort-cpu-x86-safe", default: { weight: wt({ bits: 7 }), activation: act() }, ...base }),
+  "ort-cpu-x86-safe": () => ({
+    preset: "ort-cpu-x86-safe",
+    default: { weight: wt({ bits: 7 }), activation: act() },
+    ...base,
+  }),
   tensorrt: () => ({
     preset: "tensorrt",
     default: { weight: wt({ narrowRange: true }), activation: act({ symmetric: true, signed: true }) },
     ...base,
   }),
-  w4a8: () => ({ preset: "w4a8", default: { weight: wt({ bits: 4, observer: "mse" }), activation: act() }, ...base }),
+  w4a8: () => ({
+    preset: "w4a8",
+    default: { weight: wt({ bits: 4, observer: "mse" }), activation: act() },
+    ...base,
+  }),
 };
 
 export const presetNames = (): string[] => Object.keys(PRESETS);
@@ -113,16 +121,21 @@ export function validateQConfig(q: QConfig, layerNames?: string[]): void {
     if (!Number.isInteger(t.bits) || t.bits < 2 || t.bits > 8) {
       throw new QConfigError(`${where}: bits must be an integer from 2 to 8, got ${t.bits}`);
     }
-    if (t.symmetric && !t.signed) throw new QConfigError(`${where}: symmetric quantization needs signed=true`);
-    if (t.symmetric && t.learnZeroPoint) throw new QConfigError(`${where}: a symmetric quantizer has no zero point to learn`);
-    if (!["lsq", "pact", "ste"].includes(t.grad)) throw new QConfigError(`${where}: grad must be lsq, pact or ste, got ${t.grad}`);
+    if (t.symmetric && !t.signed)
+      throw new QConfigError(`${where}: symmetric quantization needs signed=true`);
+    if (t.symmetric && t.learnZeroPoint)
+      throw new QConfigError(`${where}: a symmetric quantizer has no zero point to learn`);
+    if (!["lsq", "pact", "ste"].includes(t.grad))
+      throw new QConfigError(`${where}: grad must be lsq, pact or ste, got ${t.grad}`);
   };
   check(q.default.weight, "default weight");
   check(q.default.activation, "default activation");
   const known = layerNames ? new Set(layerNames) : undefined;
   for (const name of [...Object.keys(q.layers), ...q.keepFloat]) {
     if (known && !known.has(name)) {
-      throw new QConfigError(`qconfig names layer '${name}', which the model does not have; layers: ${[...known].join(", ")}`);
+      throw new QConfigError(
+        `qconfig names layer '${name}', which the model does not have; layers: ${[...known].join(", ")}`,
+      );
     }
   }
   for (const name of Object.keys(q.layers)) {
@@ -131,14 +144,18 @@ export function validateQConfig(q: QConfig, layerNames?: string[]): void {
     check(l.activation, `layer '${name}' activation`);
   }
   for (const k of ["freezeBnAfter", "observerSteps"] as const) {
-    if (!Number.isInteger(q[k]) || q[k] < 0) throw new QConfigError(`${k} must be a whole number ≥ 0, got ${q[k]}`);
+    if (!Number.isInteger(q[k]) || q[k] < 0)
+      throw new QConfigError(`${k} must be a whole number ≥ 0, got ${q[k]}`);
   }
 }
 
 /** The resolved config of one layer. */
 export function layerConfig(q: QConfig, layer: string): LayerQConfig {
   const o = q.layers[layer] ?? {};
-  return { weight: { ...q.default.weight, ...o.weight }, activation: { ...q.default.activation, ...o.activation } };
+  return {
+    weight: { ...q.default.weight, ...o.weight },
+    activation: { ...q.default.activation, ...o.activation },
+  };
 }
 
 export function isFloatLayer(q: QConfig, layer: string): boolean {
@@ -148,7 +165,12 @@ export function isFloatLayer(q: QConfig, layer: string): boolean {
 /** A qconfig from a preset plus `--keep-float` layers and `layer=bits` weight overrides. */
 export function qconfigFrom(
   presetName: string,
-  opts: { keepFloat?: string[]; weightBits?: Record<string, number>; freezeBnAfter?: number; observerSteps?: number } = {},
+  opts: {
+    keepFloat?: string[];
+    weightBits?: Record<string, number>;
+    freezeBnAfter?: number;
+    observerSteps?: number;
+  } = {},
 ): QConfig {
   const q = preset(presetName);
   q.keepFloat = [...(opts.keepFloat ?? [])];

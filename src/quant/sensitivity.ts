@@ -11,8 +11,10 @@ import { type QConfig, qconfigFrom } from "./qconfig.js";
 export interface SensitivityOptions {
   /** The qconfig preset whose per-layer effect is measured. */
   preset: string;
-  /** Accuracy the proposed mixed-precision qconfig must reach (default: float − 0.5 pt). */
+  /** Accuracy the proposed mixed-precision qconfig must reach (default: float − maxDrop). */
   target?: number;
+  /** Accepted drop from float when no target is given (default 0.005 = 0.5 pt). */
+  maxDrop?: number;
   calibrationBatches?: number;
   observer?: ObserverKind;
   /** Evaluate on at most this many test samples (0: all). */
@@ -39,7 +41,13 @@ export interface SensitivityReport {
   layers: LayerSensitivity[];
   target: number;
   /** The mixed-precision proposal: layers raised to 8-bit weights or kept in float until the target is met. */
-  proposal: { keepFloat: string[]; weightBits: Record<string, number>; accuracy: number; meetsTarget: boolean; flags: string };
+  proposal: {
+    keepFloat: string[];
+    weightBits: Record<string, number>;
+    accuracy: number;
+    meetsTarget: boolean;
+    flags: string;
+  };
 }
 
 /**
@@ -48,7 +56,12 @@ export interface SensitivityReport {
  * starting from the preset everywhere, the most sensitive layer still below 8-bit weights is raised to 8 bits, or,
  * when already 8-bit, kept in float, until the accuracy reaches the target.
  */
-export async function sensitivity(net: NetModel, calibration: Dataset, test: Dataset, opts: SensitivityOptions): Promise<SensitivityReport> {
+export async function sensitivity(
+  net: NetModel,
+  calibration: Dataset,
+  test: Dataset,
+  opts: SensitivityOptions,
+): Promise<SensitivityReport> {
   const log = opts.log ?? (() => {});
   const sessions = { threads: opts.threads, optimization: "basic" as const };
   const acc = async (model: NetModel): Promise<number> => {
@@ -71,13 +84,16 @@ export async function sensitivity(net: NetModel, calibration: Dataset, test: Dat
   log(`float accuracy ${(100 * floatAcc).toFixed(2)}%`);
   const layers: LayerSensitivity[] = [];
   for (const w of full.weights) {
-    const only: Placement = { weights: [w], activations: full.activations.filter((a) => a.value === w.input) };
+    const only: Placement = {
+      weights: [w],
+      activations: full.activations.filter((a) => a.value === w.input),
+    };
     const a = await acc(applyQuant(net, only, qparams));
     layers.push({ layer: w.layer, accuracy: a, delta: a - floatAcc, weightBits: w.cfg.bits });
     log(`${w.layer}: ${(100 * a).toFixed(2)}% (${(100 * (a - floatAcc)).toFixed(2)} pt)`);
   }
   const quantized = await acc(applyQuant(net, full, qparams));
-  const target = opts.target ?? floatAcc - 0.005;
+  const target = opts.target ?? floatAcc - (opts.maxDrop ?? 0.005);
 
   // greedy mixed precision, most sensitive first
   const order = [...layers].sort((x, y) => x.delta - y.delta).map((l) => l.layer);
@@ -101,12 +117,18 @@ export async function sensitivity(net: NetModel, calibration: Dataset, test: Dat
     if (bits < 8) weightBits[layer] = 8;
     else keepFloat.push(layer);
     accuracy = await evalMixed();
-    log(`proposal: ${bits < 8 ? `${layer} → 8-bit weights` : `${layer} kept float`}: ${(100 * accuracy).toFixed(2)}%`);
+    log(
+      `proposal: ${bits < 8 ? `${layer} → 8-bit weights` : `${layer} kept float`}: ${(100 * accuracy).toFixed(2)}%`,
+    );
   }
   const flags = [
     `--qat ${opts.preset}`,
     keepFloat.length ? `--keep-float ${keepFloat.join(",")}` : "",
-    Object.keys(weightBits).length ? `--weight-bits ${Object.entries(weightBits).map(([k, v]) => `${k}=${v}`).join(",")}` : "",
+    Object.keys(weightBits).length
+      ? `--weight-bits ${Object.entries(weightBits)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(",")}`
+      : "",
   ]
     .filter(Boolean)
     .join(" ");
@@ -127,9 +149,11 @@ export function formatSensitivity(r: SensitivityReport): string {
   const lines = [
     `float ${pct(r.float)}   all layers ${r.preset} (PTQ) ${pct(r.quantized)}`,
     `${"layer".padEnd(w)}  bits  accuracy  delta (pt)`,
-    ...r.layers.map((l) => `${l.layer.padEnd(w)}  ${String(l.weightBits).padStart(4)}  ${pct(l.accuracy).padStart(8)}  ${(100 * l.delta).toFixed(2).padStart(10)}`),
+    ...r.layers.map(
+      (l) =>
+        `${l.layer.padEnd(w)}  ${String(l.weightBits).padStart(4)}  ${pct(l.accuracy).padStart(8)}  ${(100 * l.delta).toFixed(2).padStart(10)}`,
+    ),
     `target ${pct(r.target)}: proposal ${r.proposal.flags} → ${pct(r.proposal.accuracy)}${r.proposal.meetsTarget ? "" : " (target not reached)"}`,
   ];
   return lines.join("\n");
 }
-

@@ -50,7 +50,9 @@ export function fakeQuantGradient(c: GradContext): (string | undefined)[] {
   if (c.needs(1) && spec.grad !== "ste") {
     const clipped = c.op("Min", [c.op("Max", [r, lo]), hi]);
     const perElem =
-      spec.grad === "lsq" ? c.op("Where", [inside, c.op("Sub", [r, v]), clipped]) : c.op("Where", [inside, zero(), clipped]);
+      spec.grad === "lsq"
+        ? c.op("Where", [inside, c.op("Sub", [r, v]), clipped])
+        : c.op("Where", [inside, zero(), clipped]);
     let ds = reduce(c.op("Mul", [dy, perElem]));
     if (spec.grad === "lsq" && g !== 1) ds = c.op("Mul", [ds, c.scalar(g, x)]);
     out[1] = ds;

@@ -1,6 +1,6 @@
+import type { QatSettings } from "../quant/qat-train.js";
 import type { OptimizerSpec } from "./optimizers.js";
 import type { ScheduleSpec } from "./schedules.js";
-import type { QatSettings } from "../quant/qat-train.js";
 
 /** Everything a training run depends on. `config.json` in the run folder holds it fully resolved. */
 export interface TrainConfig {

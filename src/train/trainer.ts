@@ -167,7 +167,9 @@ export async function train(
   let sinceBest = 0;
   if (ck) {
     const m = ck.meta as { position: Position; best: typeof best; sinceBest: number };
-    const values = new Map<string, Tensor>(ck.state);
+    // (a QAT checkpoint written just before a phase change may hold observer statistics the next phase drops)
+    const carriedNames = new Set(step.carried.map((c) => c.name));
+    const values = new Map<string, Tensor>([...ck.state].filter(([k]) => carriedNames.has(k)));
     for (const c of step.carried) if (c.kind !== "optimizer" && !values.has(c.name)) values.set(c.name, ck.graph.initializers.get(c.name)!);
     runner.load(values, m.position.step);
     pos = m.position;
@@ -204,11 +206,13 @@ export async function train(
         const y: Tensor = { dtype: "int64", dims: [b.size], data: b.y };
         if (qat?.switchesAt(pos.step)) {
           // a new QAT phase (BN statistics frozen): same carried values, another graph
-          const next = await TrainingRunner.create(qat.trainingStep(pos.step, { optimizer: cfg.optimizer }), sessionOpts);
-          next.load(runner.values(), pos.step);
+          const nextStep = qat.trainingStep(pos.step, { optimizer: cfg.optimizer });
+          const next = await TrainingRunner.create(nextStep, sessionOpts);
+          const carried = new Set(nextStep.carried.map((c) => c.name));
+          next.load(new Map([...runner.values()].filter(([k]) => carried.has(k))), pos.step);
           await runner.release();
           runner = next;
-          log(`step ${pos.step}: BN statistics frozen and folded`);
+          log(qat.describeSwitch(pos.step));
         }
         const r = await runner.run(x, y, lr);
         if (!Number.isFinite(r.loss)) {

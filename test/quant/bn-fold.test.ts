@@ -2,12 +2,13 @@ import { describe, expect, it } from "vitest";
 import { modelOf } from "../../src/onnx/codec.js";
 import { cloneGraph, Graph } from "../../src/onnx/ir.js";
 import { tensor } from "../../src/onnx/tensor.js";
-import { openSession, run } from "../../src/runtime/session.js";
 import { foldBatchNorms } from "../../src/quant/bn-fold.js";
+import { openSession, run } from "../../src/runtime/session.js";
 import { seeded } from "../helpers/random.js";
 
 const r = seeded(21);
-const rand = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
+const rand = (n: number, lo: number, hi: number) =>
+  Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
 
 /** Conv(8→12, 3×3, stride 2, pad 1, optional bias) → BatchNormalization (inference mode) with non-trivial statistics. */
 function convBn(bias: boolean): Graph {
@@ -19,8 +20,17 @@ function convBn(bias: boolean): Graph {
   g.initializers.set("bn.bias", tensor("float32", [12], rand(12, -2, 2)));
   g.initializers.set("bn.running_mean", tensor("float32", [12], rand(12, -3, 3)));
   g.initializers.set("bn.running_var", tensor("float32", [12], rand(12, 0.01, 9)));
-  const y = g.op("Conv", bias ? ["x", "conv.weight", "conv.bias"] : ["x", "conv.weight"], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
-  g.op("BatchNormalization", [y, "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"], { epsilon: { type: "float", value: 1e-3 } }, { output: "out" });
+  const y = g.op("Conv", bias ? ["x", "conv.weight", "conv.bias"] : ["x", "conv.weight"], {
+    kernel_shape: [3, 3],
+    strides: [2, 2],
+    pads: [1, 1, 1, 1],
+  });
+  g.op(
+    "BatchNormalization",
+    [y, "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+    { epsilon: { type: "float", value: 1e-3 } },
+    { output: "out" },
+  );
   g.outputs.push({ name: "out", dtype: "float32" });
   return g;
 }
@@ -43,7 +53,8 @@ describe("BN folding", () => {
       const a = await forward(g, x);
       const b = await forward(folded, x);
       let worst = 0;
-      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(a[i]!)));
+      for (let i = 0; i < a.length; i++)
+        worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(a[i]!)));
       expect(worst).toBeLessThan(1e-5);
       // outputs are far from trivially equal: BN changed the conv output a lot
       const plain = cloneGraph(g);

@@ -25,5 +25,9 @@ export function synthDataset(shape: number[], n: number, seed = 1): Dataset {
 export function batchOf(shape: number[], n: number, seed: number): Tensor {
   const r = seeded(seed);
   const size = shape.reduce((a, b) => a * b, 1);
-  return { dtype: "float32", dims: [n, ...shape], data: Float32Array.from({ length: n * size }, () => Math.floor(r() * 256)) };
+  return {
+    dtype: "float32",
+    dims: [n, ...shape],
+    data: Float32Array.from({ length: n * size }, () => Math.floor(r() * 256)),
+  };
 }

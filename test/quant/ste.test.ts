@@ -3,8 +3,13 @@ import { appendBackward } from "../../src/autodiff/index.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
 import { tensor } from "../../src/onnx/tensor.js";
+import {
+  emitFakeQuant,
+  type FakeQuantSpec,
+  lowerFakeQuant,
+  roundHalfEven,
+} from "../../src/quant/fake-quant.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { emitFakeQuant, type FakeQuantSpec, lowerFakeQuant, roundHalfEven } from "../../src/quant/fake-quant.js";
 import "../../src/quant/ste.js";
 import { seeded } from "../helpers/random.js";
 
@@ -20,7 +25,9 @@ interface Setup {
 }
 
 /** loss = Σ w·FakeQuantize(x); returns d loss / d x, s (and z when learned) from qat's backward graph. */
-async function graphGrads(u: Setup): Promise<{ dx: Float32Array; ds: Float32Array; dz?: Float32Array; loss: number }> {
+async function graphGrads(
+  u: Setup,
+): Promise<{ dx: Float32Array; ds: Float32Array; dz?: Float32Array; loss: number }> {
   const g = new Graph();
   const per = u.spec.axis >= 0;
   const sd = per ? [C] : [];
@@ -106,11 +113,19 @@ function setup(spec: FakeQuantSpec, seed: number): Setup {
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
   expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(tol * (1 + Math.abs(b[i]!)));
+  for (let i = 0; i < a.length; i++)
+    expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(tol * (1 + Math.abs(b[i]!)));
 };
 
 const spec = (o: Partial<FakeQuantSpec>): FakeQuantSpec => ({
-  qmin: -128, qmax: 127, dtype: "int8", axis: 0, grad: "lsq", gradScale: 0.05, learnZeroPoint: false, ...o,
+  qmin: -128,
+  qmax: 127,
+  dtype: "int8",
+  axis: 0,
+  grad: "lsq",
+  gradScale: 0.05,
+  learnZeroPoint: false,
+  ...o,
 });
 
 describe("FakeQuantize gradients", () => {
@@ -150,10 +165,16 @@ describe("FakeQuantize gradients", () => {
       };
       const fd = (loss(u.s[c]! + h) - loss(u.s[c]! - h)) / (2 * h);
       expect(Math.abs(fd - f.frozen[c]!)).toBeLessThan(1e-5 * (1 + Math.abs(fd)));
-      expect(Math.abs(got.ds[c]! / u.spec.gradScale - (fd - f.insideV[c]!))).toBeLessThan(2e-4 * (1 + Math.abs(fd)));
+      expect(Math.abs(got.ds[c]! / u.spec.gradScale - (fd - f.insideV[c]!))).toBeLessThan(
+        2e-4 * (1 + Math.abs(fd)),
+      );
     }
     const twice = await graphGrads({ ...u, spec: { ...u.spec, gradScale: 0.1 } });
-    close(twice.ds, Array.from(got.ds, (v) => 2 * v), 1e-6);
+    close(
+      twice.ds,
+      Array.from(got.ds, (v) => 2 * v),
+      1e-6,
+    );
   });
 
   it("the STE dx is the finite-difference gradient of the clipped identity (round replaced by x)", async () => {
@@ -179,7 +200,11 @@ describe("FakeQuantize gradients", () => {
     const got = await graphGrads(u);
     const f = formulas(u);
     close(got.ds, f.pact, 1e-5);
-    close(got.ds, Array.from(f.frozen, (v, c) => v - f.insideT[c]!), 1e-4);
+    close(
+      got.ds,
+      Array.from(f.frozen, (v, c) => v - f.insideT[c]!),
+      1e-4,
+    );
     close(got.dx, f.dx, 0);
   });
 

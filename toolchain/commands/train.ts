@@ -46,6 +46,7 @@ interface TrainFlags {
   observer?: string;
   calibrationBatches: string;
   freezeBnAfter: string;
+  observerSteps: string;
 }
 
 /** `qat train`: a thin shell over `train()` in src/train/trainer.ts. */
@@ -86,7 +87,7 @@ export function trainCommand(): Command {
     .option("--resume <run>", "continue the run in this folder from its checkpoint")
     .option("--json", "print one JSON summary object as the last line of stdout", false)
     .option("--init <model>", "start from the weights of a model.onnx, checkpoint.onnx or run folder (e.g. a float run)")
-    .option("--qat [preset]", "quantization-aware training with a qconfig preset: ort-cpu, ort-cpu-x86-safe, tensorrt, w4a8")
+    .option("--qat [preset]", "quantization-aware training with a qconfig preset: ort-cpu, ort-cpu-x86-safe, tensorrt, w4a8 (default --lr 0.005)")
     .option("--keep-float <layers>", "with --qat: comma-separated layers left in float")
     .option("--weight-bits <layer=bits,...>", "with --qat: per-layer weight bits, e.g. conv1=8,fc=4")
     .addOption(
@@ -99,7 +100,8 @@ export function trainCommand(): Command {
       ]),
     )
     .option("--calibration-batches <n>", "with --qat: calibration batches before QAT", "32")
-    .option("--freeze-bn-after <steps>", "with --qat: freeze BN statistics after this many steps (0: never)", "0");
+    .option("--freeze-bn-after <steps>", "with --qat: freeze BN statistics after this many steps (0: never)", "0")
+    .option("--observer-steps <n>", "with --qat: steps with in-graph observers setting the scales before they are learned", "0");
   cmd.action(async (flags: TrainFlags) => {
     const given = (k: keyof TrainFlags) => cmd.getOptionValueSource(k) === "cli";
     const fromFile = flags.resume ? {} : readConfigFile(flags.config, given("config"));
@@ -148,6 +150,8 @@ function flagsToConfig(f: TrainFlags, given: (k: keyof TrainFlags) => boolean, f
   const optGiven = ["optimizer", "momentum", "nesterov", "weightDecay"].some((k) => given(k as keyof TrainFlags));
   if ((use("optimizer", file.optimizer !== undefined) && !importing) || optGiven) c.optimizer = optimizerFrom(f);
   const schedGiven = ["schedule", "lr", "warmupSteps"].some((k) => given(k as keyof TrainFlags));
+  // QAT fine-tunes a trained model: its default learning rate is 10× lower (learned scales diverge at 0.05)
+  if (f.qat !== undefined && f.qat !== false && !given("lr")) f.lr = "0.005";
   if ((use("schedule", file.schedule !== undefined) && !importing) || schedGiven) c.schedule = scheduleFrom(f);
   if (use("seed", file.seed !== undefined)) c.seed = num(f.seed, "--seed");
   if (use("threads", file.threads !== undefined)) c.threads = num(f.threads, "--threads");
@@ -168,6 +172,7 @@ function flagsToConfig(f: TrainFlags, given: (k: keyof TrainFlags) => boolean, f
       observer: f.observer as NonNullable<TrainConfig["qat"]>["observer"],
       calibrationBatches: num(f.calibrationBatches, "--calibration-batches"),
       freezeBnAfter: num(f.freezeBnAfter, "--freeze-bn-after"),
+      observerSteps: num(f.observerSteps, "--observer-steps"),
     };
   } else if (["keepFloat", "weightBits", "observer"].some((k) => f[k as keyof TrainFlags] !== undefined)) {
     throw new UsageError("--keep-float, --weight-bits and --observer need --qat");

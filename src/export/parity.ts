@@ -1,0 +1,275 @@
+import type * as ort from "onnxruntime-node";
+import { decodeModel } from "../onnx/codec.js";
+import type { Model } from "../onnx/ir.js";
+import { openSession, type SessionOptions, toOrt } from "../runtime/session.js";
+import type { Dataset } from "../train/data/dataset.js";
+import { DataLoader } from "../train/data/loader.js";
+import { ExportError } from "./errors.js";
+import { outputStep } from "./qdq.js";
+
+/**
+ * ORT session config that makes x86 int8 kernels exact: without VNNI, u8·s8 kernels sum pairs of products in
+ * 16 bits and saturate; `session.x64quantprecision = 1` makes ORT use exact kernels instead (DESIGN.md). ARM boards
+ * need nothing. `session.qdqisint8allowed = 1` is deliberately not set: ORT 1.30 cannot create a session for a QDQ
+ * model with int8 activations (the TensorRT profile) when both are set ("Failed to find kernel for
+ * com.microsoft.QLinearConv … types are incompatible"); without it ORT shifts int8 activations to uint8, which is
+ * exact.
+ */
+export const EXACT_HOST_CONFIG: Readonly<Record<string, string>> = {
+  "session.x64quantprecision": "1",
+};
+
+export interface ParityThresholds {
+  /** Least share of samples whose top-1 class must agree (default 0.999). */
+  agreement: number;
+  /** Least share of output values within one quantization step of the simulation (default 0.99). */
+  withinOneStep: number;
+}
+
+export const DEFAULT_THRESHOLDS: ParityThresholds = { agreement: 0.999, withinOneStep: 0.99 };
+
+export interface ParityOptions {
+  /** Evaluation set: samples as the dataset stores them (the models normalise inside). */
+  data: Dataset;
+  /** At most this many samples (0: all). */
+  limit?: number;
+  batchSize?: number;
+  threads?: number;
+  thresholds?: Partial<ParityThresholds>;
+  /** Session config of the exported model (default EXACT_HOST_CONFIG). */
+  hostConfig?: Record<string, string>;
+}
+
+export interface OutputParity {
+  name: string;
+  /** Largest |exported − simulated|. */
+  maxAbs: number;
+  meanAbs: number;
+  /**
+   * The output's quantization step the thresholds use: "dequantize" — the scale of the 8-bit DequantizeLinear the
+   * output comes from; "range" — an output in float (logits of a quantized layer) has none, so one step of 8-bit
+   * min-max quantization of the simulation's values on this data, (max − min) / 255.
+   */
+  step: "dequantize" | "range";
+  /** The step size (the largest, when per channel). */
+  stepSize: number;
+  /** Largest difference in steps. */
+  maxSteps: number;
+  /** Share of values within one step. */
+  withinOneStep: number;
+  /**
+   * The same in steps of the int32 accumulator (s_x·s_w per channel) when the output is a quantized layer's sum: the
+   * finest step the integer model has. One flipped activation upstream moves the logits by many of these.
+   */
+  accumulator: { maxSteps: number; withinOneStep: number } | null;
+  /** Sample and index of the largest difference. */
+  worst: { sample: number; index: number; exported: number; simulated: number } | null;
+}
+
+export interface ParityReport {
+  samples: number;
+  /** Share of samples whose top-1 class is the same. */
+  agreement: number;
+  simulationAccuracy: number;
+  exportAccuracy: number;
+  outputs: OutputParity[];
+  thresholds: ParityThresholds;
+  passed: boolean;
+  /** Why it failed, naming the output that diverged. */
+  failures: string[];
+  hostConfig: Record<string, string>;
+}
+
+/**
+ * Run the exported model (as a board runs it: ORT's default optimisations, so Q/DQ fuse into integer kernels) and
+ * the fake-quant simulation (optimisation "basic", as QAT ran it) on the same samples and compare them.
+ */
+export async function checkParity(
+  exported: Model | Uint8Array,
+  simulation: Model,
+  opts: ParityOptions,
+): Promise<ParityReport> {
+  const thresholds = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
+  const hostConfig = { ...(opts.hostConfig ?? EXACT_HOST_CONFIG) };
+  const model = exported instanceof Uint8Array ? decodeModel(exported) : exported;
+  const g = model.graph;
+  const input = g.inputs.find((v) => !g.initializers.has(v.name));
+  if (!input) throw new ExportError("the exported model has no input");
+  const simInput = simulation.graph.inputs.find((v) => !simulation.graph.initializers.has(v.name));
+  if (!simInput || simInput.name !== input.name) {
+    throw new ExportError(
+      `the simulation's input is '${simInput?.name}', the exported model's '${input.name}'`,
+    );
+  }
+  const names = g.outputs.map((o) => o.name);
+  const missing = names.filter((n) => !simulation.graph.outputs.some((o) => o.name === n));
+  if (missing.length)
+    throw new ExportError(
+      `outputs ${missing.join(", ")} of the exported model are not outputs of the simulation`,
+    );
+  const steps = new Map(names.map((n) => [n, outputStep(g, n)]));
+  const ds = opts.data;
+  const sampleDims = input.shape?.slice(1);
+  if (sampleDims?.some((d, i) => typeof d === "number" && d !== ds.inputShape[i])) {
+    throw new ExportError(
+      `the model's input '${input.name}' is [${input.shape}] but dataset '${ds.name}' has samples of [${ds.inputShape}]`,
+    );
+  }
+  const base: SessionOptions = { threads: opts.threads };
+  const exp = await openSession(exported instanceof Uint8Array ? exported : model, {
+    ...base,
+    config: hostConfig,
+  });
+  const sim = await openSession(simulation, { ...base, optimization: "basic" });
+  const acc = new Map(
+    names.map((n) => [
+      n,
+      {
+        diffs: [] as Float32Array[],
+        min: Number.POSITIVE_INFINITY,
+        max: Number.NEGATIVE_INFINITY,
+        per: 0,
+        dims: [] as number[],
+        worst: null as OutputParity["worst"],
+        maxAbs: -1,
+      },
+    ]),
+  );
+  let agree = 0;
+  let simCorrect = 0;
+  let expCorrect = 0;
+  let done = 0;
+  const n = opts.limit ? Math.min(opts.limit, ds.length) : ds.length;
+  try {
+    const loader = new DataLoader(ds, { batchSize: opts.batchSize ?? 64, shuffle: false });
+    for await (const b of loader.epoch(0)) {
+      const take = Math.min(b.size, n - done);
+      const feeds: Record<string, ort.Tensor> = {
+        [input.name]: toOrt({ dtype: "float32", dims: [b.size, ...ds.inputShape], data: b.x }),
+      };
+      const [re, rs] = [await exp.run(feeds, names), await sim.run(feeds, names)];
+      for (const [k, name] of names.entries()) {
+        const e = re[name]!.data as Float32Array;
+        const s = rs[name]!.data as Float32Array;
+        const per = e.length / b.size;
+        const a = acc.get(name)!;
+        a.per = per;
+        a.dims = [...(re[name]!.dims as readonly number[])];
+        const d = new Float32Array(take * per);
+        for (let i = 0; i < take * per; i++) {
+          const v = Math.abs(e[i]! - s[i]!);
+          d[i] = Number.isNaN(v) ? Number.POSITIVE_INFINITY : v;
+          if (d[i]! > a.maxAbs) {
+            a.maxAbs = d[i]!;
+            a.worst = {
+              sample: done + Math.floor(i / per),
+              index: i % per,
+              exported: e[i]!,
+              simulated: s[i]!,
+            };
+          }
+          if (s[i]! < a.min) a.min = s[i]!;
+          if (s[i]! > a.max) a.max = s[i]!;
+        }
+        a.diffs.push(d);
+        if (k === 0) {
+          for (let j = 0; j < take; j++) {
+            const te = argmax(e, j * per, per);
+            const ts = argmax(s, j * per, per);
+            const y = Number(b.y[j]);
+            if (te === ts) agree++;
+            if (te === y) expCorrect++;
+            if (ts === y) simCorrect++;
+          }
+        }
+      }
+      done += take;
+      if (done >= n) break;
+    }
+  } finally {
+    await exp.release();
+    await sim.release();
+  }
+  if (done === 0) throw new ExportError(`the evaluation set '${ds.name}' is empty`);
+  const outputs: OutputParity[] = names.map((name) => {
+    const a = acc.get(name)!;
+    const known = steps.get(name);
+    const dq = known?.kind === "dequantize" ? known : undefined;
+    const rangeStep = Math.max((a.max - a.min) / 255, Number.MIN_VALUE);
+    const main = measure(a.diffs, a.per, a.dims, dq ?? { scale: Float32Array.of(rangeStep), axis: -1 });
+    const accum = known?.kind === "accumulator" ? measure(a.diffs, a.per, a.dims, known) : null;
+    const sum = a.diffs.reduce((t, d) => t + d.reduce((x, y) => x + y, 0), 0);
+    const count = a.diffs.reduce((t, d) => t + d.length, 0);
+    return {
+      name,
+      maxAbs: Math.max(0, a.maxAbs),
+      meanAbs: sum / Math.max(1, count),
+      step: dq ? "dequantize" : "range",
+      stepSize: dq ? Math.max(...dq.scale) : rangeStep,
+      maxSteps: main.maxSteps,
+      withinOneStep: main.withinOneStep,
+      accumulator: accum,
+      worst: a.worst,
+    };
+  });
+  const agreement = agree / done;
+  const failures: string[] = [];
+  const pct = (v: number) => `${(100 * v).toFixed(3)}%`;
+  if (agreement < thresholds.agreement) {
+    failures.push(
+      `output '${names[0]}': top-1 agreement ${pct(agreement)} is below ${pct(thresholds.agreement)} (${done - agree} of ${done} samples differ)`,
+    );
+  }
+  for (const o of outputs) {
+    if (o.withinOneStep < thresholds.withinOneStep) {
+      const w = o.worst!;
+      failures.push(
+        `output '${o.name}': ${pct(o.withinOneStep)} of values within one quantization step, below ${pct(thresholds.withinOneStep)}; ` +
+          `largest difference ${o.maxSteps.toFixed(2)} steps (${o.maxAbs.toPrecision(4)}) at sample ${w.sample}, index ${w.index}: ` +
+          `exported ${w.exported}, simulated ${w.simulated}`,
+      );
+    }
+  }
+  return {
+    samples: done,
+    agreement,
+    simulationAccuracy: simCorrect / done,
+    exportAccuracy: expCorrect / done,
+    outputs,
+    thresholds,
+    passed: failures.length === 0,
+    failures,
+    hostConfig,
+  };
+}
+
+function argmax(v: Float32Array, off: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (v[off + i]! > v[off + best]!) best = i;
+  return best;
+}
+
+/** Largest difference and share within one step, in steps of `step` (per channel along its axis). */
+function measure(
+  diffs: Float32Array[],
+  per: number,
+  dims: number[],
+  step: { scale: Float32Array; axis: number },
+) {
+  const axis = step.axis < 0 ? dims.length - 1 : step.axis;
+  const inner = dims.slice(axis + 1).reduce((x, y) => x * y, 1);
+  const along = dims[axis] ?? 1;
+  let maxSteps = 0;
+  let within = 0;
+  let count = 0;
+  for (const d of diffs) {
+    for (let i = 0; i < d.length; i++) {
+      const s = step.scale.length === 1 ? step.scale[0]! : step.scale[Math.floor((i % per) / inner) % along]!;
+      const v = d[i]! / s;
+      if (v > maxSteps) maxSteps = v;
+      if (v <= 1) within++;
+      count++;
+    }
+  }
+  return { maxSteps, withinOneStep: within / Math.max(1, count) };
+}
