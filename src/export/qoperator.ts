@@ -193,12 +193,18 @@ export function toQOperator(qdq: Graph): { graph: Graph; report: QOperatorReport
       const acc = g.uniqueName(`${name}.acc`);
       const channels = toFloat32(init(w.scale)!).length;
       if (n.opType === "Conv") {
-        if (wt.dtype !== "uint8") {
-          // ORT's ConvInteger takes uint8 weights only: keep the float Conv between DQ and Q
+        // ORT's ConvInteger takes one weight zero point for the whole tensor
+        const zt = init(w.zeroPoint)!;
+        const zs = toFloat32(zt);
+        if (!zs.every((v) => v === zs[0])) {
           report.float.push(name);
           continue;
         }
-        emit("ConvInteger", [x.x, w.x, x.zeroPoint, w.zeroPoint], { ...n.attrs }, name, acc);
+        const wz =
+          zt.dims.length === 0
+            ? w.zeroPoint
+            : g.constant(`${w.zeroPoint}.scalar`, tensor(zt.dtype, [], [zs[0]!]));
+        emit("ConvInteger", [x.x, w.x, x.zeroPoint, wz], { ...n.attrs }, name, acc);
       } else {
         let b = w.x;
         let bz = w.zeroPoint;

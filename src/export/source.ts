@@ -127,7 +127,10 @@ export function loadQatSource(path: string): QatSource {
   const from = meta.calibrated_from;
   if (!config && from && existsSync(join(from, RUN_FILES.config))) {
     try {
-      config = JSON.parse(readFileSync(join(from, RUN_FILES.config), "utf8")) as { data?: string; dataDir?: string };
+      config = JSON.parse(readFileSync(join(from, RUN_FILES.config), "utf8")) as {
+        data?: string;
+        dataDir?: string;
+      };
     } catch {
       config = undefined;
     }
