@@ -27,6 +27,12 @@ export function program(): Command {
   p.addCommand(importCommand());
   p.addCommand(exportCommand());
   p.addCommand(verifyCommand());
+  // every (sub)command reports usage errors through main(), which exits 2
+  const override = (c: Command): void => {
+    c.exitOverride().showHelpAfterError();
+    for (const sub of c.commands) override(sub);
+  };
+  override(p);
   return p;
 }
 

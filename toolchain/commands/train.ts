@@ -66,11 +66,11 @@ export function trainCommand(): Command {
     .option("--lr <rate>", "base learning rate", "0.05")
     .option("--momentum <m>", "SGD momentum", "0.9")
     .option("--nesterov", "Nesterov momentum", false)
-    .option("--weight-decay <wd>", "weight decay", "0")
+    .option("--weight-decay <wd>", "weight decay", "0.0005")
     .addOption(
       new Option("--schedule <kind>", "learning-rate schedule")
         .choices(["constant", "step", "cosine", "warmup-cosine", "one-cycle"])
-        .default("constant"),
+        .default("cosine"),
     )
     .option("--warmup-steps <n>", "linear warm-up steps for warmup-cosine", "100")
     .option("--seed <n>", "seed of the initial weights, data order and augmentation", "1")
