@@ -269,6 +269,13 @@ export class LinkSession extends EventEmitter {
   private sndUna = 0;
   private sndNxt = 0;
   private sndMax = 0;
+  /** Repair pointer: holes below sndMax are resent from here. */
+  private retxNext = 0;
+  private recoverUntil = 0;
+  /** Bytes the current repair may still resend (a window's worth after a loss, a frame after a partial ACK). */
+  private repairBudget = 0;
+  /** Ranges beyond sndUna the peer reported holding (SACK). */
+  private sacked: [number, number][] = [];
   private finQueued = false;
   private finAcked = false;
   private frame: number;
@@ -288,6 +295,8 @@ export class LinkSession extends EventEmitter {
   private spaceWaiters: (() => void)[] = [];
   // receiver
   private rcvNxt = 0;
+  /** Frames that arrived beyond a hole, kept until it is filled. */
+  private ooo = new Map<number, { body: Buffer; fin: boolean }>();
   private peerFin = false;
   private ackQueued = false;
 
@@ -380,26 +389,75 @@ export class LinkSession extends EventEmitter {
     const wire = encodeLinkFrame({ type, flags, session: this.id, seq, ack: this.rcvNxt, body });
     this.stats.wireBytesSent += wire.length;
     this.lastSent = Date.now();
-    this.ackQueued = false;
+    if (type === FrameType.Data || type === FrameType.Ack) this.ackQueued = false;
     this.line.write(wire);
+  }
+
+  /** An ACK: cumulative in the header, and up to 4 ranges received beyond it (SACK) in the body. */
+  private sendAck(): void {
+    const ranges = this.sackRanges();
+    const body = Buffer.alloc(1 + 12 * ranges.length);
+    body[0] = ranges.length;
+    ranges.forEach(([a, b], i) => {
+      body.writeUIntBE(a, 1 + 12 * i, 6);
+      body.writeUIntBE(b, 7 + 12 * i, 6);
+    });
+    this.emitFrame(FrameType.Ack, 0, this.sndNxt, body);
+  }
+
+  private sackRanges(): [number, number][] {
+    const keys = [...this.ooo.keys()].sort((a, b) => a - b);
+    const out: [number, number][] = [];
+    for (const k of keys) {
+      const seg = this.ooo.get(k)!;
+      const end = k + seg.body.length + (seg.fin ? 1 : 0);
+      const last = out.at(-1);
+      if (last && k <= last[1]) last[1] = Math.max(last[1], end);
+      else out.push([k, end]);
+    }
+    return out.slice(0, 4);
+  }
+
+  /** Send the range [from, to) of our stream (the FIN is the offset just past the data). */
+  private sendRange(from: number, to: number): void {
+    if (from < this.queued) {
+      const n = Math.min(to, this.queued) - from;
+      this.sendData(from, this.bytesAt(from, n), 0);
+    } else if (this.finQueued && from === this.queued) this.sendData(this.queued, Buffer.alloc(0), FLAG_FIN);
   }
 
   private pump(): void {
     if (this.isClosed) return;
+    // first what was lost: the holes below sndMax the peer has not reported (SACK), from retxNext on
+    while (this.retxNext < this.sndMax && this.repairBudget > 0) {
+      const from = Math.max(this.retxNext, this.sndUna);
+      const covering = this.sacked.find(([a, b]) => from >= a && from < b);
+      if (covering) {
+        this.retxNext = covering[1];
+        continue;
+      }
+      const nextSacked = this.sacked.filter(([a]) => a > from).reduce((m, [a]) => Math.min(m, a), this.sndMax);
+      const to = Math.min(from + this.frame, nextSacked, this.sndMax);
+      if (to <= from) break;
+      this.sendRange(from, to);
+      this.retxNext = to;
+      this.repairBudget -= to - from;
+    }
+    const repaired = this.retxNext >= this.sndMax || this.repairBudget <= 0;
     const limit = this.sndUna + Math.min(this.negotiated.window, this.cwnd);
     while (this.sndNxt < this.queued && this.sndNxt < limit) {
       const n = Math.min(this.frame, this.queued - this.sndNxt, limit - this.sndNxt);
       if (n <= 0) break;
-      const body = this.bytesAt(this.sndNxt, n);
-      this.sendData(this.sndNxt, body, 0);
+      this.sendRange(this.sndNxt, this.sndNxt + n);
       this.sndNxt += n;
     }
-    if (this.finQueued && !this.finAcked && this.sndNxt === this.queued) {
-      this.sendData(this.queued, Buffer.alloc(0), FLAG_FIN);
+    if (this.finQueued && this.sndNxt === this.queued && this.sndMax <= this.queued) {
+      this.sendRange(this.queued, this.queued + 1);
       this.sndNxt = this.queued + 1;
     }
     this.sndMax = Math.max(this.sndMax, this.sndNxt);
-    if (this.sndNxt > this.sndUna && !this.timer) this.arm();
+    if (repaired) this.retxNext = this.sndMax; // new bytes are not holes
+    if (this.sndMax > this.sndUna && !this.timer) this.arm();
   }
 
   private sendData(seq: number, body: Buffer, flags: number): void {
@@ -422,28 +480,28 @@ export class LinkSession extends EventEmitter {
 
   private onTimeout(): void {
     this.timer = undefined;
-    if (this.isClosed || this.sndNxt <= this.sndUna) return;
+    if (this.isClosed || this.sndMax <= this.sndUna) return;
     this.stats.timeouts++;
     this.rto = Math.min(Math.max(this.rto * 2, this.minRto), Math.max(3000, this.minRto * 2));
-    this.shrink();
-    this.rewind();
+    this.lost();
+    this.arm();
   }
 
-  private shrink(): void {
+  /** A loss: smaller frames, a smaller window, and resend the holes from the first unacknowledged byte. */
+  private lost(): void {
     this.frame = Math.max(MIN_FRAME, this.frame >> 1);
-    this.cwnd = Math.max(2 * this.frame, this.cwnd >> 1);
+    this.cwnd = Math.max(this.negotiated.window >> 2, 4 * this.frame, this.cwnd >> 1);
     this.cleanRun = 0;
     this.rttSeq = -1; // Karn: no round-trip samples from retransmitted bytes
-  }
-
-  private rewind(): void {
-    this.sndNxt = this.sndUna;
+    this.retxNext = this.sndUna;
+    this.repairBudget = Math.min(this.negotiated.window, this.cwnd);
+    this.recoverUntil = this.sndMax;
     this.dupAcks = 0;
     this.pump();
-    if (this.sndNxt > this.sndUna) this.arm();
   }
 
-  private onAck(ack: number, carriesData: boolean): void {
+  private onAck(ack: number, sack: [number, number][] | null): void {
+    if (sack) this.sacked = sack.filter(([a, b]) => b > a && a >= ack);
     if (ack > this.sndUna && ack <= this.sndMax) {
       if (this.rttSeq >= 0 && ack >= this.rttSeq) {
         const r = Date.now() - this.rttStart;
@@ -459,13 +517,20 @@ export class LinkSession extends EventEmitter {
       }
       const acked = Math.min(ack, this.queued) - this.sndUna;
       this.sndUna = ack;
-      if (this.sndNxt < ack) this.sndNxt = ack; // a late ACK for bytes sent before a rewind
+      if (this.sndNxt < ack) this.sndNxt = ack;
+      if (this.retxNext < ack) this.retxNext = ack;
       if (this.finQueued && ack === this.queued + 1) this.finAcked = true;
-      // drop acknowledged chunks
       while (this.chunks.length && this.chunksBase + this.chunks[0]!.length <= Math.min(ack, this.queued)) {
         this.chunksBase += this.chunks.shift()!.length;
       }
       this.dupAcks = 0;
+      // backoff ends with progress (a noisy line loses frames, it is not congested)
+      if (this.srtt > 0) this.rto = Math.min(Math.max(this.minRto, Math.ceil(this.srtt + 4 * this.rttvar)), 10_000);
+      // a partial ACK while repairing: what follows the new sndUna was lost too; resend the holes from there
+      if (ack < this.recoverUntil) {
+        this.retxNext = ack;
+        this.repairBudget = this.frame;
+      }
       if (acked > 0) {
         this.cwnd = Math.min(this.negotiated.window, this.cwnd + this.frame);
         if (++this.cleanRun >= 8 && this.frame < this.negotiated.maxFrame) {
@@ -475,18 +540,19 @@ export class LinkSession extends EventEmitter {
       }
       clearTimeout(this.timer);
       this.timer = undefined;
-      if (this.sndNxt > this.sndUna) this.arm();
       if (this.queued - this.sndUna < this.writable.writableHighWaterMark) {
         for (const w of this.spaceWaiters.splice(0)) w();
       }
       this.pump();
+      if (this.sndMax > this.sndUna && !this.timer) this.arm();
       this.maybeDone();
-    } else if (ack === this.sndUna && this.sndNxt > this.sndUna && !carriesData) {
-      if (++this.dupAcks === 2) {
+    } else if (ack === this.sndUna && this.sndMax > this.sndUna && sack && sack.length) {
+      // the peer got something beyond a hole: after two such reports, repair (once per loss)
+      const n = ++this.dupAcks;
+      if ((n >= 2 && this.sndUna >= this.recoverUntil) || n >= 4) {
         this.stats.fastRetransmits++;
-        this.shrink();
-        this.rewind();
-      }
+        this.lost();
+      } else this.pump();
     }
   }
 
@@ -497,11 +563,25 @@ export class LinkSession extends EventEmitter {
     }
   }
 
+  private deliver(seq: number, body: Buffer, fin: boolean): void {
+    if (seq + body.length > this.rcvNxt) {
+      const fresh = body.subarray(this.rcvNxt - seq);
+      this.rcvNxt += fresh.length;
+      this.stats.bytesReceived += fresh.length;
+      this.readable.push(Buffer.from(fresh));
+    }
+    if (fin && !this.peerFin && seq + body.length === this.rcvNxt) {
+      this.rcvNxt++;
+      this.peerFin = true;
+      this.readable.push(null);
+    }
+  }
+
   /** A frame of this session arrived. */
   receive(f: RawFrame): void {
     if (this.isClosed) {
       // the peer missed our last ACK of its FIN: answer once more
-      if (f.type === FrameType.Data) this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+      if (f.type === FrameType.Data) this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(1));
       return;
     }
     this.lastHeard = Date.now();
@@ -510,31 +590,41 @@ export class LinkSession extends EventEmitter {
       this.close("reset");
       return;
     }
+    let sack: [number, number][] | null = null;
     if (f.type === FrameType.Data) {
       const fin = (f.flags & FLAG_FIN) !== 0;
-      const end = f.seq + f.body.length;
+      const end = f.seq + f.body.length + (fin ? 1 : 0);
       if (f.seq > this.rcvNxt) {
         this.stats.outOfOrder++;
-        this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
-      } else if (end < this.rcvNxt || (end === this.rcvNxt && !(fin && !this.peerFin))) {
+        if (f.seq < this.rcvNxt + 4 * this.negotiated.window && !this.ooo.has(f.seq)) {
+          this.ooo.set(f.seq, { body: f.body, fin });
+        }
+        this.sendAck();
+      } else if (end <= this.rcvNxt) {
         this.stats.duplicates++;
-        this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+        this.sendAck();
       } else {
-        const fresh = f.body.subarray(this.rcvNxt - f.seq);
-        if (fresh.length) {
-          this.rcvNxt += fresh.length;
-          this.stats.bytesReceived += fresh.length;
-          this.readable.push(Buffer.from(fresh));
+        this.deliver(f.seq, f.body, fin);
+        // what arrived earlier beyond the hole may now follow
+        for (let again = true; again; ) {
+          again = false;
+          for (const [k, seg] of this.ooo) {
+            if (k <= this.rcvNxt) {
+              this.ooo.delete(k);
+              this.deliver(k, seg.body, seg.fin);
+              again = true;
+            }
+          }
         }
-        if (fin && !this.peerFin) {
-          this.rcvNxt++;
-          this.peerFin = true;
-          this.readable.push(null);
-        }
-        this.queueAck();
+        if (this.ooo.size) this.sendAck();
+        else this.queueAck();
       }
+    } else if (f.type === FrameType.Ack && f.body.length >= 1) {
+      const n = Math.min(f.body[0]!, Math.floor((f.body.length - 1) / 12));
+      sack = [];
+      for (let i = 0; i < n; i++) sack.push([f.body.readUIntBE(1 + 12 * i, 6), f.body.readUIntBE(7 + 12 * i, 6)]);
     }
-    this.onAck(f.ack, f.type === FrameType.Data && f.body.length > 0);
+    this.onAck(f.ack, sack);
     if (this.peerFin) this.maybeDone();
   }
 
@@ -543,7 +633,7 @@ export class LinkSession extends EventEmitter {
     this.ackQueued = true;
     setImmediate(() => {
       // a DATA frame sent meanwhile carried the ACK
-      if (this.ackQueued && !this.isClosed) this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
+      if (this.ackQueued && !this.isClosed) this.sendAck();
     });
   }
 
@@ -554,9 +644,7 @@ export class LinkSession extends EventEmitter {
       this.close("dead");
       return;
     }
-    if (now - this.lastSent >= this.opts.keepaliveMs) {
-      this.emitFrame(FrameType.Ack, 0, this.sndNxt, Buffer.alloc(0));
-    }
+    if (now - this.lastSent >= this.opts.keepaliveMs) this.sendAck();
   }
 }
 
@@ -581,29 +669,37 @@ interface HelloBody {
   maxFrame: number;
   window: number;
   baud: number;
-  peer: string;
 }
 
-function helloBody(o: Required<LinkOptions>, peer: string): Buffer {
-  const h: HelloBody = {
-    versions: [LINK_VERSION],
-    capabilities: LINK_CAPABILITIES,
-    maxFrame: o.maxFrame,
-    window: o.window,
-    baud: o.baud,
-    peer,
-  };
-  return Buffer.from(JSON.stringify(h));
+/**
+ * HELLO / HELLO_ACK body, binary and short (a noisy line must get it through): versions bitmap u8 (bit v-1),
+ * capabilities bitmap u16 (over LINK_CAPABILITIES), maxFrame u16, window u32, baud u32.
+ */
+function helloBody(o: { maxFrame: number; window: number; baud: number }, versions = [LINK_VERSION], caps = LINK_CAPABILITIES): Buffer {
+  const b = Buffer.alloc(13);
+  b[0] = versions.reduce((m, v) => m | (1 << (v - 1)), 0);
+  b.writeUInt16BE(
+    caps.reduce((m, c) => (LINK_CAPABILITIES.indexOf(c) >= 0 ? m | (1 << LINK_CAPABILITIES.indexOf(c)) : m), 0),
+    1,
+  );
+  b.writeUInt16BE(o.maxFrame, 3);
+  b.writeUInt32BE(o.window, 5);
+  b.writeUInt32BE(o.baud >>> 0, 9);
+  return b;
 }
 
 function parseHello(body: Buffer): HelloBody | null {
-  try {
-    const h = JSON.parse(body.toString("utf8")) as HelloBody;
-    if (!Array.isArray(h.versions) || typeof h.maxFrame !== "number" || typeof h.window !== "number") return null;
-    return h;
-  } catch {
-    return null;
-  }
+  if (body.length < 13) return null;
+  const versions: number[] = [];
+  for (let v = 1; v <= 8; v++) if (body[0]! & (1 << (v - 1))) versions.push(v);
+  const mask = body.readUInt16BE(1);
+  return {
+    versions,
+    capabilities: LINK_CAPABILITIES.filter((_, i) => mask & (1 << i)),
+    maxFrame: body.readUInt16BE(3),
+    window: body.readUInt32BE(5),
+    baud: body.readUInt32BE(9),
+  };
 }
 
 function negotiate(mine: Required<LinkOptions>, theirs: HelloBody): Negotiated | string {
@@ -617,7 +713,7 @@ function negotiate(mine: Required<LinkOptions>, theirs: HelloBody): Negotiated |
     capabilities: LINK_CAPABILITIES.filter((c) => (theirs.capabilities ?? []).includes(c)),
     maxFrame,
     window: Math.max(2 * maxFrame, Math.min(mine.window, Math.floor(theirs.window))),
-    peer: String(theirs.peer ?? "?"),
+    peer: theirs.baud ? `${theirs.baud} baud` : "?",
   };
 }
 
@@ -659,7 +755,7 @@ export class Link {
     this.session?.reset("replaced");
     let id = 0;
     while (id === 0) id = (Math.random() * 0x100000000) >>> 0;
-    const body = helloBody(this.opts, this.name);
+    const body = helloBody(this.opts);
     const send = (): void => {
       const wire = encodeLinkFrame({ type: FrameType.Hello, flags: 0, session: id, seq: 0, ack: 0, body });
       this.stats.wireBytesSent += wire.length;
@@ -723,8 +819,11 @@ export class Link {
         this.session = s;
         this.onAccept(s);
       }
-      const ack: HelloBody = { ...JSON.parse(helloBody(this.opts, this.name).toString()), ...n, versions: [n.version] };
-      this.write(FrameType.HelloAck, f.session, Buffer.from(JSON.stringify(ack)));
+      this.write(
+        FrameType.HelloAck,
+        f.session,
+        helloBody({ ...n, baud: this.opts.baud }, [n.version], n.capabilities),
+      );
       return;
     }
     if (f.type === FrameType.HelloAck) {
