@@ -21,7 +21,9 @@ export function exitCodeFor(err: unknown): number {
   const e = err as Error & { exitCode?: number };
   if (typeof e?.exitCode === "number") return e.exitCode;
   if (err instanceof UsageError || err instanceof OnnxError) return 2;
-  if (e && (e.name === "DataError" || e.name === "AutodiffError")) return 2;
+  // bad input the user can fix: a dataset, a model, a configuration that does not fit
+  const badInput = ["DataError", "AutodiffError", "NnError", "ImportError", "ScheduleError", "OptimizerError", "QConfigError", "ObserverError"];
+  if (e && badInput.includes(e.name)) return 2;
   return 1;
 }
 

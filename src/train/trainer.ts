@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
 import { encodeModel, modelOf } from "../onnx/codec.js";
@@ -14,7 +14,7 @@ import { ConfigError, resolveConfig, type TrainConfig } from "./config.js";
 import { augment } from "./data/augment.js";
 import type { Dataset } from "./data/dataset.js";
 import { DataLoader } from "./data/loader.js";
-import { openNamedDataset } from "./data/named.js";
+import { openDataset } from "./data/open.js";
 import { splitValidation } from "./data/split.js";
 import { ClassificationMetrics } from "./metrics.js";
 import { prependNormalization } from "./normalize.js";
@@ -113,8 +113,16 @@ export async function train(
   }
 
   // data
-  const trainSet = await openNamedDataset(cfg.data, { split: "train", dataDir: cfg.dataDir });
-  const testSet = await openNamedDataset(cfg.data, { split: "test", dataDir: cfg.dataDir });
+  let trainSet: Dataset = await openDataset(cfg.data, { split: "train", dataDir: cfg.dataDir });
+  let testSet: Dataset;
+  if (existsSync(cfg.data) && statSync(cfg.data).isFile()) {
+    // one file (CSV, NPZ, ...) has no test split: hold out a seeded 10% as the test set
+    if (trainSet.length < 20) throw new ConfigError(`${cfg.data} has ${trainSet.length} samples: too few to train and hold out a test set`);
+    const s = splitValidation(trainSet, { fraction: 0.1, seed: cfg.seed });
+    log(`${cfg.data} has no separate test split: ${s.val.length} samples (10%) are held out as the test set`);
+    trainSet = s.train;
+    testSet = s.val;
+  } else testSet = await openDataset(cfg.data, { split: "test", dataDir: cfg.dataDir });
   let fitSet: Dataset = trainSet;
   let evalSet: Dataset = testSet;
   if (cfg.valFraction > 0) {

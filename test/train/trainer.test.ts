@@ -115,3 +115,47 @@ describe("qat train", () => {
     expect(h.stdout).toContain('(default: "mnist-cnn")');
   });
 });
+
+describe("qat train: bad data is one clear error naming the file and place, and no run folder", () => {
+  const expectClean = (r: ReturnType<typeof qat>, dir: string, ...needles: (string | RegExp)[]) => {
+    expect(r.status, r.stderr).toBe(2);
+    for (const n of needles) expect(r.stderr).toMatch(n);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(join(dir, "run"))).toBe(false);
+  };
+
+  it("a CSV with a ragged row names the line", () => {
+    const dir = tmp();
+    const csv = join(dir, "iris.csv");
+    writeFileSync(csv, "a,b,c,label\n1,2,3,0\n4,5,6,1\n7,8,2\n1,1,1,0\n");
+    expectClean(qat(["train", "--data", csv, "--out", join(dir, "run")]), dir, /iris\.csv/, /line 4/);
+  });
+
+  it("an MNIST label out of range names the labels file and the byte", () => {
+    const dir = tmp();
+    const data = join(dir, "mnist");
+    mkdirSync(data);
+    for (const f of ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]) {
+      copyFileSync(join(DATA, "mnist", f), join(data, f));
+    }
+    const labels = gunzipSync(readFileSync(join(DATA, "mnist", "train-labels-idx1-ubyte.gz")));
+    labels[8 + 1234] = 12;
+    writeFileSync(join(data, "train-labels-idx1-ubyte"), labels);
+    expectClean(qat(["train", "--data-dir", dir, "--out", join(dir, "run")]), dir, /train-labels-idx1-ubyte/, /12/, /byte 1242/);
+  });
+
+  it("an image of the wrong size in an image folder names the image and both sizes", async () => {
+    const { encode } = await import("fast-png");
+    const dir = tmp();
+    const root = join(dir, "imgs");
+    for (const [cls, files] of [["cat", ["a", "b"]], ["dog", ["c", "d"]]] as const) {
+      mkdirSync(join(root, cls), { recursive: true });
+      for (const f of files) {
+        const w = f === "d" ? 12 : 8;
+        const png = encode({ width: w, height: 8, data: new Uint8Array(w * 8), channels: 1, depth: 8 });
+        writeFileSync(join(root, cls, `${f}.png`), png);
+      }
+    }
+    expectClean(qat(["train", "--data", root, "--out", join(dir, "run")]), dir, /d\.png/, /12/, /8/);
+  });
+});
