@@ -2,13 +2,12 @@
  * Float training throughput of qat (one ORT session run per step) against PyTorch, side by side in one run.
  *
  *   npm run build && node dist/bench/engine.js [--models mnist-cnn,cifar-cnn] [--batch 64] [--threads 2]
- *     [--windows 5] [--seconds 2] [--profile] [--fast-rules]
+ *     [--windows 5] [--seconds 2] [--profile]
  *
  * For each model: PyTorch's throughput (bench/torch/train_throughput.py: same model, batch, threads, SGD momentum
  * 0.9, cross-entropy), then qat's: forward only (training-mode graph), forward+backward (gradient graph) and the
  * full training step, each the median of several timed windows after warm-up. GFLOP/s counts Conv/Gemm FLOPs
- * analytically (src/nn/flops.ts). --profile adds ORT's per-op-type and per-node time split of the training step;
- * --fast-rules measures with the experimental gradient rules of bench/engine/fast-rules.ts.
+ * analytically (src/nn/flops.ts). --profile adds ORT's per-op-type and per-node time split of the training step.
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +19,6 @@ import { f32, i64, numel } from "../src/onnx/tensor.js";
 import { openSession, toOrt } from "../src/runtime/session.js";
 import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph, buildTrainingStep, TrainingRunner } from "../src/train/step.js";
-import { useFastRules } from "./engine/fast-rules.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 interface Options {
@@ -30,7 +28,6 @@ interface Options {
   windows: number;
   seconds: number;
   profile: boolean;
-  fastRules: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -41,7 +38,6 @@ function parseArgs(argv: string[]): Options {
     windows: 5,
     seconds: 2,
     profile: false,
-    fastRules: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -51,9 +47,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--threads") o.threads = Number(v);
     else if (a === "--windows") o.windows = Number(v);
     else if (a === "--seconds") o.seconds = Number(v);
-    else if (a === "--profile" || a === "--fast-rules") {
-      if (a === "--profile") o.profile = true;
-      else o.fastRules = true;
+    else if (a === "--profile") {
+      o.profile = true;
       continue;
     } else throw new Error(`unknown option ${a}`);
     i++;
@@ -195,10 +190,9 @@ async function profileStep(model: Model, name: string, o: Options): Promise<stri
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  if (o.fastRules) useFastRules();
   const problem = torchProblem();
   console.log(
-    `qat engine benchmark: batch ${o.batch}, ${o.threads} threads, ${o.windows} windows of ~${o.seconds}s (median)${o.fastRules ? ", EXPERIMENTAL gradient rules of bench/engine/fast-rules.ts" : ""}`,
+    `qat engine benchmark: batch ${o.batch}, ${o.threads} threads, ${o.windows} windows of ~${o.seconds}s (median)`,
   );
   if (problem) console.log(`PyTorch unavailable, qat only: ${problem}`);
   const k = (v: number) => `${Math.round(v).toLocaleString("en-US")}`.padStart(8);

@@ -97,6 +97,8 @@ export class AgentClient {
    * next connection (serial links; the sha256 is checked over the whole file at the end either way).
    */
   resumeUploads = false;
+  /** Bytes per put.chunk (smaller on slow links, so a cut loses little and a resume has something to keep). */
+  chunkSize = CHUNK;
   /** Uploads continued from a partial file, and the bytes that did not have to be sent again. */
   readonly resumed = { uploads: 0, bytes: 0 };
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
@@ -294,9 +296,10 @@ export class AgentClient {
       this.resumed.uploads++;
       this.resumed.bytes += from;
     }
-    for (let off = from; off < bytes.length; off += CHUNK) {
-      await this.post("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + CHUNK)));
-      opts.onProgress?.(Math.min(bytes.length, off + CHUNK), bytes.length);
+    const step = Math.max(1, this.chunkSize);
+    for (let off = from; off < bytes.length; off += step) {
+      await this.post("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + step)));
+      opts.onProgress?.(Math.min(bytes.length, off + step), bytes.length);
     }
     const end = await this.request("put.end", { put });
     if (end.header.sha256 !== sha256) {

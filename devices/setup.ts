@@ -19,6 +19,9 @@ import type { Transport } from "./transport/channel.js";
 
 const requireHere = createRequire(import.meta.url);
 
+/** Upload chunk over serial lines: a cut loses at most this much, and the board keeps the rest for a resume. */
+export const SERIAL_CHUNK = 4096;
+
 /** Lowest Node.js major the agent runs on. */
 export const MIN_NODE_MAJOR = 18;
 
@@ -269,7 +272,10 @@ export async function connectAgent(t: Transport): Promise<AgentSession> {
   const key = await installKey();
   const ch = await t.spawn([...t.node, agentPath(t, key), "--home", t.home]);
   const client = new AgentClient(ch, t.label);
-  client.resumeUploads = t.kind === "serial";
+  if (t.kind === "serial") {
+    client.resumeUploads = true;
+    client.chunkSize = SERIAL_CHUNK;
+  }
   let hello: Hello;
   try {
     hello = await client.hello();
@@ -437,6 +443,7 @@ async function setupOverAgent(t: Transport, opts: SetupOptions): Promise<SetupRe
   const ch = await t.spawn(["node", agentPath(t, key), "--home", t.home]);
   const client = new AgentClient(ch, t.label);
   client.resumeUploads = true;
+  client.chunkSize = SERIAL_CHUNK;
   try {
     const hello = await client.hello();
     const running = posix.basename(hello.installDir.split("\\").join("/"));

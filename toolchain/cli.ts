@@ -10,6 +10,9 @@ import { calibrateCommand } from "./commands/calibrate.js";
 import { sensitivityCommand } from "./commands/sensitivity.js";
 import { exportCommand } from "./commands/export.js";
 import { verifyCommand } from "./commands/verify.js";
+import { deviceCommand } from "./commands/device.js";
+import { deployCommand } from "./commands/deploy.js";
+import { validateCommand } from "./commands/validate.js";
 import { exitCodeFor, reportError } from "./output.js";
 
 /** The `qat` program: each command is a thin shell over a library function. */
@@ -18,6 +21,7 @@ export function program(): Command {
     .description("Quantization-aware training in ONNX, int8 export, and on-board validation for edge boards")
     .version("0.1.0")
     .showHelpAfterError()
+    .option("--devices <file>", "the device registry (default $QAT_DEVICES or ~/.config/qat/devices.json)")
     .exitOverride();
   p.addCommand(inspectCommand());
   p.addCommand(trainCommand());
@@ -27,6 +31,9 @@ export function program(): Command {
   p.addCommand(importCommand());
   p.addCommand(exportCommand());
   p.addCommand(verifyCommand());
+  p.addCommand(deviceCommand());
+  p.addCommand(deployCommand());
+  p.addCommand(validateCommand());
   // every (sub)command reports usage errors through main(), which exits 2
   const override = (c: Command): void => {
     c.exitOverride().showHelpAfterError();

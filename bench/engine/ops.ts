@@ -2,7 +2,8 @@
  * Micro-benchmark of the backward pass's costliest pieces, to see what bounds a training step: ways to compute a
  * 3×3 convolution's weight gradient (Conv with the batch as contraction; im2col by Slice/Concat + Gemm; im2col by
  * a one-hot depthwise Conv + batched MatMul) and MaxPool with/without Indices, at the layer shapes of mnist-cnn and
- * cifar-cnn (batch 64), and whether preallocated outputs save anything. Each variant is its own ORT session; time
+ * cifar-cnn (batch 64), MaxPool forward + gradient by Indices/ScatterElements against the mask ways, and whether
+ * preallocated outputs save anything. Each variant is its own ORT session; time
  * per run is the median of several windows.
  *
  *   npm run build && node dist/bench/engine/ops.js [--threads 2]
@@ -124,6 +125,59 @@ function poolGraph(indices: boolean, dims: number[]): Graph {
 }
 
 /**
+ * MaxPool 2×2/2 forward plus dX from dY three ways: Indices + ScatterElements (the general rule); the plain
+ * equality mask X == U(Y) with nearest upsampling U (every tied element gets dY); the first maximum per window
+ * (the default rule's tiled way: codes K − position on the mask, MaxPool of the codes, equality with it).
+ */
+function maxPoolGradGraph(kind: "scatter" | "mask" | "first-max", dims: number[]): Graph {
+  const [n, c, h, w] = dims as [number, number, number, number];
+  const g = new Graph();
+  g.inputs.push(
+    { name: "x", dtype: "float32", shape: dims },
+    { name: "dy", dtype: "float32", shape: [n, c, h / 2, w / 2] },
+  );
+  const pool = { kernel_shape: [2, 2], strides: [2, 2] };
+  let dx: string;
+  if (kind === "scatter") {
+    const [, idx] = g.add("MaxPool", ["x"], pool, { outputs: 2 });
+    const flat = g.constant("flat", i64([1], [-1]));
+    const zeros = g.constant("zeros", {
+      dtype: "float32",
+      dims: [numel(dims)],
+      data: new Float32Array(numel(dims)),
+    });
+    const s = g.op("ScatterElements", [zeros, g.op("Reshape", [idx!, flat]), g.op("Reshape", ["dy", flat])], {
+      axis: 0,
+      reduction: "add",
+    });
+    dx = g.op("Reshape", [s, g.constant("xshape", i64([4], dims))]);
+  } else {
+    const y = g.op("MaxPool", ["x"], pool);
+    const scales = g.constant("scales", { dtype: "float32", dims: [4], data: Float32Array.of(1, 1, 2, 2) });
+    const up = (v: string) =>
+      g.op("Resize", [v, "", scales], {
+        mode: "nearest",
+        coordinate_transformation_mode: "asymmetric",
+        nearest_mode: "floor",
+      });
+    const equal = (a: string, b: string) => g.op("Cast", [g.op("Equal", [a, b])], { to: 1 });
+    let mask = equal("x", up(y));
+    if (kind === "first-max") {
+      const p = new Float32Array(h * w);
+      for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) p[i * w + j] = 4 - ((i % 2) * 2 + (j % 2));
+      const code = g.op("Mul", [
+        mask,
+        g.constant("codes", { dtype: "float32", dims: [1, 1, h, w], data: p }),
+      ]);
+      mask = equal(code, up(g.op("MaxPool", [code], pool)));
+    }
+    dx = g.op("Mul", [mask, up("dy")]);
+  }
+  g.outputs.push({ name: dx });
+  return g;
+}
+
+/**
  * Whether onnxruntime-node honours preallocated outputs (session.run(feeds, {name: tensor})): does ORT write into
  * the given buffer, does the result share it, and does it save time, on an update of cifar-cnn's size.
  */
@@ -188,6 +242,11 @@ async function main(): Promise<void> {
     const a = await timeGraph(poolGraph(false, dims), feeds);
     const b = await timeGraph(poolGraph(true, dims), feeds);
     console.log(`  MaxPool 2×2 on [${dims}]: ${a.toFixed(3)} ms, with Indices ${b.toFixed(3)} ms`);
+    const withDy = { ...feeds, dy: random([dims[0]!, dims[1]!, dims[2]! / 2, dims[3]! / 2], 4) };
+    const row: string[] = [];
+    for (const kind of ["scatter", "mask", "first-max"] as const)
+      row.push(`${kind} ${(await timeGraph(maxPoolGradGraph(kind, dims), withDy)).toFixed(3)} ms`);
+    console.log(`  MaxPool 2×2 forward + dX on [${dims}]: ${row.join("   ")}`);
   }
   console.log(await preallocatedOutputs());
 }

@@ -57,7 +57,7 @@ class Direction {
   private onData(b: Buffer): void {
     const out = this.sim.mangle(b);
     if (!out.length) return;
-    if (!this.sim.bytesPerMs) {
+    if (!this.sim.bytesPerMs && !this.queued) {
       this.to.write(out);
       return;
     }
@@ -72,9 +72,9 @@ class Direction {
 
   tick(now: number): void {
     const rate = this.sim.bytesPerMs;
-    this.tokens = Math.min(this.tokens + (now - this.last) * rate, rate * 20 + 64);
+    this.tokens = rate ? Math.min(this.tokens + (now - this.last) * rate, rate * 20 + 64) : Number.MAX_SAFE_INTEGER;
     this.last = now;
-    let n = Math.floor(this.tokens);
+    let n = rate ? Math.floor(this.tokens) : this.queued;
     if (!n || !this.queued) return;
     const parts: Buffer[] = [];
     while (n > 0 && this.queue.length) {
@@ -90,7 +90,7 @@ class Direction {
       }
     }
     const chunk = Buffer.concat(parts);
-    this.tokens -= chunk.length;
+    if (rate) this.tokens -= chunk.length;
     this.queued -= chunk.length;
     this.to.write(chunk);
     if (this.paused && this.queued < 1024) {
@@ -102,6 +102,7 @@ class Direction {
 
 export class LineSimulator {
   readonly stats: LineSimStats = { forwarded: 0, corrupted: 0, dropped: 0, cutBytes: 0, cuts: 0 };
+  /** The pace, bytes per millisecond (baud / 10 / 1000); 0: unpaced. May be changed while running. */
   bytesPerMs: number;
   private faults: Required<LineFaults>;
   private random: () => number;
@@ -118,13 +119,12 @@ export class LineSimulator {
     this.random = rng(opts.seed ?? 1);
     const ab = new Direction(a, b, this);
     const ba = new Direction(b, a, this);
-    if (this.bytesPerMs) {
-      this.timer = setInterval(() => {
-        const now = performance.now();
-        ab.tick(now);
-        ba.tick(now);
-      }, 1);
-    }
+    // the pace can change while running (bytesPerMs): the clock always runs
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      ab.tick(now);
+      ba.tick(now);
+    }, 1);
   }
 
   /** Open both ptys and start forwarding. */

@@ -200,7 +200,7 @@ export interface LinkOptions {
   baud?: number;
   /** A session that hears nothing for this long is dead (default 10 s). */
   deadAfterMs?: number;
-  /** Send a keepalive when nothing was sent for this long (default 500 ms). */
+  /** Send a keepalive when nothing was sent for this long (default 200 ms: idle, ~1% of a 115200-baud line). */
   keepaliveMs?: number;
   /** Give up the handshake after this long (default 10 s). */
   helloTimeoutMs?: number;
@@ -250,6 +250,15 @@ export interface Negotiated {
   peer: string;
 }
 
+interface Segment {
+  seq: number;
+  body: Buffer;
+  fin: boolean;
+  /** performance.now() of the last transmission. */
+  sentAt: number;
+  tries: number;
+}
+
 export type CloseReason = "clean" | "dead" | "reset" | "replaced" | "killed";
 
 /** One reliable byte stream in each direction between host and board. */
@@ -262,32 +271,25 @@ export class LinkSession extends EventEmitter {
   isClosed = false;
   closeReason?: CloseReason;
 
-  // sender
+  // sender: bytes not yet in a frame (chunks), and frames sent but not acknowledged (segs, by offset)
   private chunks: Buffer[] = [];
   private chunksBase = 0; // stream offset of chunks[0][0]
   private queued = 0; // stream offset just past the last queued byte
+  private sndNxt = 0; // next offset to put in a new frame
   private sndUna = 0;
-  private sndNxt = 0;
-  private sndMax = 0;
-  /** Repair pointer: holes below sndMax are resent from here. */
-  private retxNext = 0;
-  private recoverUntil = 0;
-  /** Bytes the current repair may still resend (a window's worth after a loss, a frame after a partial ACK). */
-  private repairBudget = 0;
-  /** Ranges beyond sndUna the peer reported holding (SACK). */
-  private sacked: [number, number][] = [];
+  private segs: Segment[] = [];
+  private inflight = 0;
   private finQueued = false;
+  private finSent = false;
   private finAcked = false;
   private frame: number;
   private cwnd: number;
   private cleanRun = 0;
-  private dupAcks = 0;
   private srtt = 0;
   private rttvar = 0;
   private rto: number;
-  private readonly minRto: number;
-  private rttSeq = -1;
-  private rttStart = 0;
+  private readonly perByteMs: number;
+  private readonly keepaliveMs: number;
   private timer?: NodeJS.Timeout;
   private keepalive?: NodeJS.Timeout;
   private lastSent = Date.now();
@@ -314,9 +316,8 @@ export class LinkSession extends EventEmitter {
     this.frame = negotiated.maxFrame;
     this.cwnd = negotiated.window;
     // a frame takes (body + framing) × 10 bits on the line: the timeout never undercuts sending a full window
-    const perByteMs = opts.baud > 0 ? 10_000 / opts.baud : 0;
-    this.minRto = Math.max(40, Math.ceil(perByteMs * (negotiated.window + 4 * (negotiated.maxFrame + 32)) * 1.5));
-    this.rto = Math.max(this.minRto, 300);
+    this.perByteMs = opts.baud > 0 ? 10_000 / opts.baud : 0;
+    this.rto = Math.max(this.rtoFloor(), 300);
     const highWaterMark = Math.max(negotiated.window * 2, 64 * 1024);
     this.readable = new Readable({ read: () => {} });
     this.writable = new Writable({
@@ -332,7 +333,9 @@ export class LinkSession extends EventEmitter {
         cb();
       },
     });
-    this.keepalive = setInterval(() => this.tick(), Math.max(20, Math.min(opts.keepaliveMs, 250)));
+    // keepalives often enough that a noisy line still gets several through before the peer's dead time
+    this.keepaliveMs = Math.max(20, Math.min(opts.keepaliveMs, opts.deadAfterMs / 8));
+    this.keepalive = setInterval(() => this.tick(), Math.max(10, this.keepaliveMs / 2));
     this.keepalive.unref?.();
   }
 
@@ -362,7 +365,7 @@ export class LinkSession extends EventEmitter {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeReason = reason;
-    clearTimeout(this.timer);
+    clearInterval(this.timer);
     clearInterval(this.keepalive);
     for (const w of this.spaceWaiters.splice(0)) w();
     if (!this.peerFin) this.readable.push(null);
@@ -370,18 +373,23 @@ export class LinkSession extends EventEmitter {
     this.emit("close", reason);
   }
 
-  private bytesAt(from: number, n: number): Buffer {
+  /** Take the next n queued bytes out of the chunks. */
+  private take(n: number): Buffer {
     const parts: Buffer[] = [];
-    let off = this.chunksBase;
-    for (const c of this.chunks) {
-      const end = off + c.length;
-      if (end > from && parts.reduce((a, b) => a + b.length, 0) < n) {
-        const s = Math.max(0, from - off);
-        parts.push(c.subarray(s, Math.min(c.length, s + n - parts.reduce((a, b) => a + b.length, 0))));
+    let need = n;
+    while (need > 0 && this.chunks.length) {
+      const c = this.chunks[0]!;
+      if (c.length <= need) {
+        parts.push(c);
+        this.chunks.shift();
+        need -= c.length;
+      } else {
+        parts.push(c.subarray(0, need));
+        this.chunks[0] = c.subarray(need);
+        need = 0;
       }
-      off = end;
-      if (off >= from + n) break;
     }
+    this.chunksBase += n;
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
@@ -418,93 +426,115 @@ export class LinkSession extends EventEmitter {
     return out.slice(0, 4);
   }
 
-  /** Send the range [from, to) of our stream (the FIN is the offset just past the data). */
-  private sendRange(from: number, to: number): void {
-    if (from < this.queued) {
-      const n = Math.min(to, this.queued) - from;
-      this.sendData(from, this.bytesAt(from, n), 0);
-    } else if (this.finQueued && from === this.queued) this.sendData(this.queued, Buffer.alloc(0), FLAG_FIN);
+  /** The timeout never undercuts sending what may be queued ahead on the line (10 bits a byte), twice. */
+  private rtoFloor(): number {
+    const ahead = this.inflight + 2 * (this.frame + 32);
+    return Math.max(40, Math.ceil(40 + 1.5 * this.perByteMs * ahead));
   }
 
   private pump(): void {
     if (this.isClosed) return;
-    // first what was lost: the holes below sndMax the peer has not reported (SACK), from retxNext on
-    while (this.retxNext < this.sndMax && this.repairBudget > 0) {
-      const from = Math.max(this.retxNext, this.sndUna);
-      const covering = this.sacked.find(([a, b]) => from >= a && from < b);
-      if (covering) {
-        this.retxNext = covering[1];
-        continue;
-      }
-      const nextSacked = this.sacked.filter(([a]) => a > from).reduce((m, [a]) => Math.min(m, a), this.sndMax);
-      const to = Math.min(from + this.frame, nextSacked, this.sndMax);
-      if (to <= from) break;
-      this.sendRange(from, to);
-      this.retxNext = to;
-      this.repairBudget -= to - from;
-    }
-    const repaired = this.retxNext >= this.sndMax || this.repairBudget <= 0;
-    const limit = this.sndUna + Math.min(this.negotiated.window, this.cwnd);
-    while (this.sndNxt < this.queued && this.sndNxt < limit) {
-      const n = Math.min(this.frame, this.queued - this.sndNxt, limit - this.sndNxt);
-      if (n <= 0) break;
-      this.sendRange(this.sndNxt, this.sndNxt + n);
+    const limit = Math.min(this.negotiated.window, this.cwnd);
+    while (this.sndNxt < this.queued && this.inflight < limit) {
+      const n = Math.min(this.frame, this.queued - this.sndNxt, limit - this.inflight);
+      const seg: Segment = { seq: this.sndNxt, body: this.take(n), fin: false, sentAt: 0, tries: 0 };
       this.sndNxt += n;
+      this.segs.push(seg);
+      this.inflight += n;
+      this.transmit(seg);
     }
-    if (this.finQueued && this.sndNxt === this.queued && this.sndMax <= this.queued) {
-      this.sendRange(this.queued, this.queued + 1);
-      this.sndNxt = this.queued + 1;
+    if (this.finQueued && !this.finSent && this.sndNxt === this.queued) {
+      this.finSent = true;
+      const seg: Segment = { seq: this.queued, body: Buffer.alloc(0), fin: true, sentAt: 0, tries: 0 };
+      this.segs.push(seg);
+      this.transmit(seg);
     }
-    this.sndMax = Math.max(this.sndMax, this.sndNxt);
-    if (repaired) this.retxNext = this.sndMax; // new bytes are not holes
-    if (this.sndMax > this.sndUna && !this.timer) this.arm();
+    if (this.segs.length && !this.timer) {
+      this.timer = setInterval(() => this.checkTimeouts(), 10);
+      this.timer.unref?.();
+    }
   }
 
-  private sendData(seq: number, body: Buffer, flags: number): void {
+  private transmit(seg: Segment): void {
     this.stats.framesSent++;
-    if (seq < this.sndMax) this.stats.retransmissions++;
-    else {
-      this.stats.bytesSent += body.length;
-      if (this.rttSeq < 0) {
-        this.rttSeq = seq + body.length + (flags & FLAG_FIN ? 1 : 0);
-        this.rttStart = Date.now();
-      }
+    if (seg.tries > 0) this.stats.retransmissions++;
+    else this.stats.bytesSent += seg.body.length;
+    seg.tries++;
+    seg.sentAt = performance.now();
+    this.emitFrame(FrameType.Data, seg.fin ? FLAG_FIN : 0, seg.seq, seg.body);
+  }
+
+  /** Resend a lost frame, cut into frames of the current (smaller) size. */
+  private resend(i: number): number {
+    const seg = this.segs[i]!;
+    if (seg.body.length <= this.frame) {
+      this.transmit(seg);
+      return 1;
     }
-    this.emitFrame(FrameType.Data, flags, seq, body);
+    const parts: Segment[] = [];
+    for (let off = 0; off < seg.body.length; off += this.frame) {
+      parts.push({
+        seq: seg.seq + off,
+        body: seg.body.subarray(off, off + this.frame),
+        fin: false,
+        sentAt: 0,
+        tries: seg.tries,
+      });
+    }
+    this.segs.splice(i, 1, ...parts);
+    for (const p of parts) this.transmit(p);
+    return parts.length;
   }
 
-  private arm(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.rto);
-  }
-
-  private onTimeout(): void {
-    this.timer = undefined;
-    if (this.isClosed || this.sndMax <= this.sndUna) return;
-    this.stats.timeouts++;
-    this.rto = Math.min(Math.max(this.rto * 2, this.minRto), Math.max(3000, this.minRto * 2));
-    this.lost();
-    this.arm();
-  }
-
-  /** A loss: smaller frames, a smaller window, and resend the holes from the first unacknowledged byte. */
+  /** A loss: smaller frames and a smaller window for what follows. */
   private lost(): void {
     this.frame = Math.max(MIN_FRAME, this.frame >> 1);
     this.cwnd = Math.max(this.negotiated.window >> 2, 4 * this.frame, this.cwnd >> 1);
     this.cleanRun = 0;
-    this.rttSeq = -1; // Karn: no round-trip samples from retransmitted bytes
-    this.retxNext = this.sndUna;
-    this.repairBudget = Math.min(this.negotiated.window, this.cwnd);
-    this.recoverUntil = this.sndMax;
-    this.dupAcks = 0;
-    this.pump();
+  }
+
+  private checkTimeouts(): void {
+    if (this.isClosed) return;
+    if (!this.segs.length) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const now = performance.now();
+    let lostOne = false;
+    for (let i = 0; i < this.segs.length; ) {
+      const seg = this.segs[i]!;
+      const wait = this.rto * 2 ** Math.min(seg.tries - 1, 3);
+      if (now - seg.sentAt >= wait) {
+        this.stats.timeouts++;
+        if (!lostOne) this.lost();
+        lostOne = true;
+        i += this.resend(i);
+      } else i++;
+    }
   }
 
   private onAck(ack: number, sack: [number, number][] | null): void {
-    if (sack) this.sacked = sack.filter(([a, b]) => b > a && a >= ack);
-    if (ack > this.sndUna && ack <= this.sndMax) {
-      if (this.rttSeq >= 0 && ack >= this.rttSeq) {
-        const r = Date.now() - this.rttStart;
+    if (ack <= this.sndUna && !sack?.length) return;
+    if (ack > this.sndUna) this.sndUna = ack;
+    const now = performance.now();
+    let newest = -1;
+    let removed = 0;
+    const keep: Segment[] = [];
+    for (const seg of this.segs) {
+      const end = seg.seq + seg.body.length + (seg.fin ? 1 : 0);
+      const done = end <= this.sndUna || (sack ?? []).some(([a, b]) => seg.seq >= a && end <= b);
+      if (!done) {
+        keep.push(seg);
+        continue;
+      }
+      removed++;
+      this.inflight -= seg.body.length;
+      if (seg.fin) this.finAcked = true;
+      newest = Math.max(newest, seg.sentAt);
+      if (seg.tries === 1) {
+        // round-trip sample (Karn: never from a retransmitted frame)
+        const r = now - seg.sentAt;
         if (this.srtt === 0) {
           this.srtt = r;
           this.rttvar = r / 2;
@@ -512,47 +542,33 @@ export class LinkSession extends EventEmitter {
           this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
           this.srtt = 0.875 * this.srtt + 0.125 * r;
         }
-        this.rto = Math.min(Math.max(this.minRto, Math.ceil(this.srtt + 4 * this.rttvar)), 10_000);
-        this.rttSeq = -1;
+        this.rto = Math.min(Math.max(this.rtoFloor(), Math.ceil(this.srtt + 4 * this.rttvar)), 10_000);
       }
-      const acked = Math.min(ack, this.queued) - this.sndUna;
-      this.sndUna = ack;
-      if (this.sndNxt < ack) this.sndNxt = ack;
-      if (this.retxNext < ack) this.retxNext = ack;
-      if (this.finQueued && ack === this.queued + 1) this.finAcked = true;
-      while (this.chunks.length && this.chunksBase + this.chunks[0]!.length <= Math.min(ack, this.queued)) {
-        this.chunksBase += this.chunks.shift()!.length;
+    }
+    this.segs = keep;
+    if (removed) {
+      this.cwnd = Math.min(this.negotiated.window, this.cwnd + this.frame);
+      if (++this.cleanRun >= 16 && this.frame < this.negotiated.maxFrame) {
+        this.frame = Math.min(this.negotiated.maxFrame, this.frame * 2);
+        this.cleanRun = 0;
       }
-      this.dupAcks = 0;
-      // backoff ends with progress (a noisy line loses frames, it is not congested)
-      if (this.srtt > 0) this.rto = Math.min(Math.max(this.minRto, Math.ceil(this.srtt + 4 * this.rttvar)), 10_000);
-      // a partial ACK while repairing: what follows the new sndUna was lost too; resend the holes from there
-      if (ack < this.recoverUntil) {
-        this.retxNext = ack;
-        this.repairBudget = this.frame;
+      // a serial line keeps order: a frame sent before one that arrived, below what the peer reported, and not
+      // acknowledged, was lost (above the reported ranges the peer may hold frames it had no room to mention)
+      const reported = Math.max(this.sndUna, ...(sack ?? []).map(([, b]) => b));
+      let lostOne = false;
+      for (let i = 0; i < this.segs.length; ) {
+        if (this.segs[i]!.sentAt < newest && this.segs[i]!.seq < reported) {
+          this.stats.fastRetransmits++;
+          if (!lostOne) this.lost();
+          lostOne = true;
+          i += this.resend(i);
+        } else i++;
       }
-      if (acked > 0) {
-        this.cwnd = Math.min(this.negotiated.window, this.cwnd + this.frame);
-        if (++this.cleanRun >= 8 && this.frame < this.negotiated.maxFrame) {
-          this.frame = Math.min(this.negotiated.maxFrame, this.frame * 2);
-          this.cleanRun = 0;
-        }
-      }
-      clearTimeout(this.timer);
-      this.timer = undefined;
       if (this.queued - this.sndUna < this.writable.writableHighWaterMark) {
         for (const w of this.spaceWaiters.splice(0)) w();
       }
       this.pump();
-      if (this.sndMax > this.sndUna && !this.timer) this.arm();
       this.maybeDone();
-    } else if (ack === this.sndUna && this.sndMax > this.sndUna && sack && sack.length) {
-      // the peer got something beyond a hole: after two such reports, repair (once per loss)
-      const n = ++this.dupAcks;
-      if ((n >= 2 && this.sndUna >= this.recoverUntil) || n >= 4) {
-        this.stats.fastRetransmits++;
-        this.lost();
-      } else this.pump();
     }
   }
 
@@ -622,7 +638,8 @@ export class LinkSession extends EventEmitter {
     } else if (f.type === FrameType.Ack && f.body.length >= 1) {
       const n = Math.min(f.body[0]!, Math.floor((f.body.length - 1) / 12));
       sack = [];
-      for (let i = 0; i < n; i++) sack.push([f.body.readUIntBE(1 + 12 * i, 6), f.body.readUIntBE(7 + 12 * i, 6)]);
+      for (let i = 0; i < n; i++)
+        sack.push([f.body.readUIntBE(1 + 12 * i, 6), f.body.readUIntBE(7 + 12 * i, 6)]);
     }
     this.onAck(f.ack, sack);
     if (this.peerFin) this.maybeDone();
@@ -644,7 +661,7 @@ export class LinkSession extends EventEmitter {
       this.close("dead");
       return;
     }
-    if (now - this.lastSent >= this.opts.keepaliveMs) this.sendAck();
+    if (now - this.lastSent >= this.keepaliveMs) this.sendAck();
   }
 }
 
@@ -658,7 +675,7 @@ function withDefaults(o: LinkOptions): Required<LinkOptions> {
     window: Math.max(2 * maxFrame, Math.floor(o.window ?? 16 * 1024)),
     baud: o.baud ?? 0,
     deadAfterMs: o.deadAfterMs ?? 10_000,
-    keepaliveMs: o.keepaliveMs ?? 500,
+    keepaliveMs: o.keepaliveMs ?? 200,
     helloTimeoutMs: o.helloTimeoutMs ?? 10_000,
   };
 }
@@ -675,11 +692,18 @@ interface HelloBody {
  * HELLO / HELLO_ACK body, binary and short (a noisy line must get it through): versions bitmap u8 (bit v-1),
  * capabilities bitmap u16 (over LINK_CAPABILITIES), maxFrame u16, window u32, baud u32.
  */
-function helloBody(o: { maxFrame: number; window: number; baud: number }, versions = [LINK_VERSION], caps = LINK_CAPABILITIES): Buffer {
+function helloBody(
+  o: { maxFrame: number; window: number; baud: number },
+  versions = [LINK_VERSION],
+  caps = LINK_CAPABILITIES,
+): Buffer {
   const b = Buffer.alloc(13);
   b[0] = versions.reduce((m, v) => m | (1 << (v - 1)), 0);
   b.writeUInt16BE(
-    caps.reduce((m, c) => (LINK_CAPABILITIES.indexOf(c) >= 0 ? m | (1 << LINK_CAPABILITIES.indexOf(c)) : m), 0),
+    caps.reduce(
+      (m, c) => (LINK_CAPABILITIES.indexOf(c) >= 0 ? m | (1 << LINK_CAPABILITIES.indexOf(c)) : m),
+      0,
+    ),
     1,
   );
   b.writeUInt16BE(o.maxFrame, 3);
@@ -764,7 +788,9 @@ export class Link {
     const negotiated = await new Promise<Negotiated>((resolve, reject) => {
       const every = setInterval(send, 250);
       const timer = setTimeout(() => {
-        this.hello?.reject(new Error(`no answer to the link handshake within ${this.opts.helloTimeoutMs} ms`));
+        this.hello?.reject(
+          new Error(`no answer to the link handshake within ${this.opts.helloTimeoutMs} ms`),
+        );
       }, this.opts.helloTimeoutMs);
       const done = (): void => {
         clearInterval(every);
@@ -892,7 +918,11 @@ export function explainOpenError(path: string, e: unknown): { code: string; mess
       hint: "close the other program (a terminal, ModemManager, another qat) and try again",
     };
   }
-  return { code: "serial-open", message: `cannot open ${path}: ${msg}`, hint: "check the port and its settings" };
+  return {
+    code: "serial-open",
+    message: `cannot open ${path}: ${msg}`,
+    hint: "check the port and its settings",
+  };
 }
 
 /** Open a tty raw at `baud` (8N1, no flow control) as a ByteLine, through @serialport/bindings-cpp. */
@@ -981,7 +1011,9 @@ export async function serveTty(o: TtyServeOptions): Promise<void> {
   const link = new Link(line, o, "qat-agent");
   let previous: Promise<void> = Promise.resolve();
   link.listen((s) => {
-    log(`session ${s.id.toString(16)} opened (frame ${s.negotiated.maxFrame}, window ${s.negotiated.window})`);
+    log(
+      `session ${s.id.toString(16)} opened (frame ${s.negotiated.maxFrame}, window ${s.negotiated.window})`,
+    );
     previous = previous.then(async () => {
       try {
         if (!s.isClosed) await o.serve(s.readable, s.writable);
@@ -989,7 +1021,10 @@ export async function serveTty(o: TtyServeOptions): Promise<void> {
         log(`session ${s.id.toString(16)} failed: ${(e as Error).message}`);
       }
       s.end();
-      const why = await Promise.race([s.closed, new Promise<string>((r) => setTimeout(() => r("timeout"), 5000))]);
+      const why = await Promise.race([
+        s.closed,
+        new Promise<string>((r) => setTimeout(() => r("timeout"), 5000)),
+      ]);
       if (why === "timeout") s.close("dead");
       log(`session ${s.id.toString(16)} closed (${s.closeReason ?? why})`);
     });

@@ -75,10 +75,14 @@ export function serialRuntimeFiles(arch: string): { path: string; bytes: Uint8Ar
   try {
     root = pkgRoot("@serialport/bindings-cpp", here);
   } catch (e) {
-    throw new DeviceError("runtime-missing", "the host has no @serialport/bindings-cpp to copy to the board", {
-      hint: "npm install serialport",
-      cause: e,
-    });
+    throw new DeviceError(
+      "runtime-missing",
+      "the host has no @serialport/bindings-cpp to copy to the board",
+      {
+        hint: "npm install serialport",
+        cause: e,
+      },
+    );
   }
   const pkgs: [string, string, (rel: string) => boolean][] = [
     [
@@ -91,7 +95,12 @@ export function serialRuntimeFiles(arch: string): { path: string; bytes: Uint8Ar
     ],
   ];
   const js = (r: string): boolean => r === "package.json" || r.endsWith(".js");
-  for (const dep of ["@serialport/bindings-interface", "@serialport/parser-readline", "debug", "node-gyp-build"]) {
+  for (const dep of [
+    "@serialport/bindings-interface",
+    "@serialport/parser-readline",
+    "debug",
+    "node-gyp-build",
+  ]) {
     pkgs.push([dep, pkgRoot(dep, root), js]);
   }
   pkgs.push(["@serialport/parser-delimiter", pkgRoot("@serialport/parser-delimiter", pkgs[2]![1]), js]);
@@ -100,7 +109,10 @@ export function serialRuntimeFiles(arch: string): { path: string; bytes: Uint8Ar
   for (const [name, dir, keep] of pkgs) {
     for (const rel of walk(dir).filter(keep)) {
       if (!statSync(join(dir, rel)).isFile()) continue;
-      files.push({ path: posix.join("node_modules", name, rel.split("\\").join("/")), bytes: readFileSync(join(dir, rel)) });
+      files.push({
+        path: posix.join("node_modules", name, rel.split("\\").join("/")),
+        bytes: readFileSync(join(dir, rel)),
+      });
     }
   }
   return files;

@@ -32,7 +32,11 @@ export interface SerialOptions extends LinkOptions {
 }
 
 /** Open a tty on the host with serialport, raw 8N1 at `baud`, as a ByteLine. */
-async function openHostLine(path: string, baud: number, device: string): Promise<ByteLine & { port: SerialPort }> {
+async function openHostLine(
+  path: string,
+  baud: number,
+  device: string,
+): Promise<ByteLine & { port: SerialPort }> {
   const port = new SerialPort({ path, baudRate: baud, autoOpen: false, lock: true, hupcl: false });
   try {
     await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
@@ -87,13 +91,17 @@ export class SerialTransport implements Transport {
     try {
       s = await this.link.connect();
     } catch (e) {
-      throw new ConnectError("serial-no-agent", `no qat agent answers on ${this.path}: ${(e as Error).message}`, {
-        device: this.label,
-        hint:
-          "start the agent on the board (`node <home>/install/<key>/agent.mjs --serial /dev/ttyGS0 --baud " +
-          `${this.baud}\`, or the qat-agent.service unit), and check that both ends use ${this.baud} baud`,
-        cause: e,
-      });
+      throw new ConnectError(
+        "serial-no-agent",
+        `no qat agent answers on ${this.path}: ${(e as Error).message}`,
+        {
+          device: this.label,
+          hint:
+            "start the agent on the board (`node <home>/install/<key>/agent.mjs --serial /dev/ttyGS0 --baud " +
+            `${this.baud}\`, or the qat-agent.service unit), and check that both ends use ${this.baud} baud`,
+          cause: e,
+        },
+      );
     }
     this.session = s;
     const stderr = new Readable({ read: () => {} });
@@ -193,7 +201,8 @@ export async function listSerialPorts(): Promise<{ ports: SerialPortInfo[]; note
     const found = new Set<string>();
     try {
       for (const f of readdirSync("/dev")) {
-        if (/^(ttyUSB|ttyACM|ttyAMA|ttyGS|ttyS|ttyTHS|rfcomm)\d+$|^serial\d$/.test(f)) found.add(join("/dev", f));
+        if (/^(ttyUSB|ttyACM|ttyAMA|ttyGS|ttyS|ttyTHS|rfcomm)\d+$|^serial\d$/.test(f))
+          found.add(join("/dev", f));
       }
     } catch {
       // no /dev: nothing to list

@@ -1,8 +1,11 @@
 import { expect } from "vitest";
-import { type GradCheckSpec, gradCheck } from "../../src/autodiff/gradcheck.js";
+import { type GradCheckResult, type GradCheckSpec, gradCheck } from "../../src/autodiff/gradcheck.js";
 
-/** Run a gradient check and assert its largest error is below `tol` (printing the check when it is not). */
-export async function expectGradOk(spec: GradCheckSpec, tol: number): Promise<void> {
+/**
+ * Run a gradient check and assert its largest error is below `tol` (printing the check when it is not). Returns
+ * the check, e.g. to assert which backward ops a rule chose.
+ */
+export async function expectGradOk(spec: GradCheckSpec, tol: number): Promise<GradCheckResult> {
   const r = await gradCheck(spec);
   if (process.env.GRADCHECK_VERBOSE)
     console.log(
@@ -11,6 +14,7 @@ export async function expectGradOk(spec: GradCheckSpec, tol: number): Promise<vo
   if (!(r.maxError < tol))
     console.error(JSON.stringify({ ...r, backwardOps: r.backwardOps.join(" ") }, null, 1));
   expect(r.maxError).toBeLessThan(tol);
+  return r;
 }
 
 /** n values from a fixed pseudo-random sequence, kept at least `gap` away from 0 (kinks of ReLU, Abs). */

@@ -5,7 +5,9 @@ import { modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
 import { f32, i64, type Tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
+import { zooModel } from "../../src/nn/index.js";
 import { crossEntropyLoss } from "../../src/train/losses.js";
+import { buildGradientGraph } from "../../src/train/step.js";
 
 // The mnist-cnn layout with a symbolic batch dim "N" (the real training path: shapes come from inferShapes, not
 // from a run): Conv(1→8, 3×3, pad 1) Tanh AvgPool2 Conv(8→16) Tanh AvgPool2 Flatten Gemm(784→10), cross-entropy
@@ -75,4 +77,20 @@ test("a CNN with a symbolic batch: loss and every parameter gradient in one run"
       else expect(err, `${name}: analytic ${analytic}, numeric ${numeric}`).toBeLessThan(1e-2);
     }
   }
+});
+
+// The zoo's mnist-cnn (symbolic batch, ReLU + MaxPool2) as the trainer builds it: its backward pass must take the
+// fast ways of the Conv and MaxPool rules (no ConvTranspose, no MaxPool Indices/ScatterElements; dW by Gemm). Its
+// gradients are compared with PyTorch's in test/train/torch-grads.test.ts.
+test("mnist-cnn's gradient graph uses the fast Conv and MaxPool ways", () => {
+  const { model } = buildGradientGraph(zooModel("mnist-cnn"));
+  const ops = model.graph.nodes.map((n) => n.opType);
+  expect(ops).not.toContain("ConvTranspose");
+  expect(ops).not.toContain("ScatterElements");
+  expect(model.graph.nodes.filter((n) => n.opType === "MaxPool").every((n) => n.outputs.length === 1)).toBe(
+    true,
+  );
+  // conv1's and conv2's weight gradients
+  const convGrads = model.graph.nodes.filter((n) => n.opType === "Gemm" && /^conv[12]_grad/.test(n.name));
+  expect(convGrads.length).toBe(2);
 });

@@ -1,40 +1,78 @@
-import { describe, test } from "vitest";
-import { f32 } from "../../src/onnx/tensor.js";
+import { describe, expect, test } from "vitest";
+import { appendBackward } from "../../src/autodiff/index.js";
+import { modelOf } from "../../src/onnx/codec.js";
+import { Graph } from "../../src/onnx/ir.js";
+import { f32, tensor } from "../../src/onnx/tensor.js";
+import { openSession, run } from "../../src/runtime/session.js";
 import { distinct, expectGradOk } from "./check-helpers.js";
 
 // Conv, ConvTranspose and pools have only float32 kernels in ORT: checked in float32 with ε = 1e-2 along 3 random
 // directions per input (these ops are linear in each input, so central differences are exact up to float32
-// rounding); tolerance 1e-3 relative to ‖∇L‖·rms(v). BatchNormalization has double kernels: float64, every
-// element, tolerance 1e-6.
+// rounding); tolerance 1e-3 relative to ‖∇L‖·rms(v) (MaxPool: ε = 1e-4, distinct inputs so no window's maximum
+// changes). ORT's MaxPool also has a double kernel: one float64 case (ε = 1e-6, tolerance 1e-6) checks the way
+// float64 falls back to. BatchNormalization has double kernels: float64, every element, tolerance 1e-6.
+// The new fast ways of Conv and MaxPool are checked with these same tolerances (TOL32), and each case also asserts
+// which way the rule took, so a case cannot silently stop exercising the path it names.
 const TOL32 = 1e-3;
 const TOL64 = 1e-6;
 type Attrs = Record<string, number | number[] | string>;
 
+// Which way the Conv rule computes each gradient, read off the backward ops: dX by a forward Conv with the flipped
+// kernel ("flip", stride 1, group 1) or by ConvTranspose ("transpose"); dW by im2col + Gemm ("gemm", 2-D, stride 1,
+// group 1) or by a Conv with the batch as contraction ("conv"); "-" when that gradient is not requested.
+type ConvPaths = [dx: "flip" | "transpose" | "-", dw: "gemm" | "conv" | "-"];
+
+function expectConvPaths(ops: string[], [dx, dw]: ConvPaths): void {
+  if (dx !== "-") expect(ops.includes("ConvTranspose"), `dX by ${dx}`).toBe(dx === "transpose");
+  else expect(ops).not.toContain("ConvTranspose");
+  if (dw !== "-") expect(ops.includes("Gemm"), `dW by ${dw}`).toBe(dw === "gemm");
+  else expect(ops).not.toContain("Gemm");
+}
+
 describe("Conv", () => {
-  const cases: [string, number[], number[], Attrs, boolean][] = [
-    ["3×3 pad 1", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true],
+  // [name, x dims, w dims, attributes, bias, expected paths, which inputs are checked (default all)]
+  const cases: [string, number[], number[], Attrs, boolean, ConvPaths, ("x" | "w")[]?][] = [
+    ["3×3 pad 1", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, ["flip", "gemm"]],
     [
       "stride 2 on an odd size (output_padding needed)",
       [2, 2, 7, 7],
       [3, 2, 3, 3],
       { strides: [2, 2], pads: [1, 1, 1, 1] },
       true,
+      ["transpose", "conv"],
     ],
-    ["stride 2, no pad, size not covered exactly", [1, 2, 8, 9], [3, 2, 3, 3], { strides: [2, 2] }, false],
+    [
+      "stride 2, no pad, size not covered exactly",
+      [1, 2, 8, 9],
+      [3, 2, 3, 3],
+      { strides: [2, 2] },
+      false,
+      ["transpose", "conv"],
+    ],
     [
       "dilation 2, stride 2, asymmetric pads",
       [2, 2, 9, 8],
       [2, 2, 3, 2],
       { dilations: [2, 2], strides: [2, 1], pads: [2, 0, 1, 1] },
       true,
+      ["transpose", "conv"],
     ],
-    ["groups 2", [2, 4, 5, 5], [6, 2, 3, 3], { group: 2, pads: [1, 1, 1, 1] }, true],
+    ["groups 2", [2, 4, 5, 5], [6, 2, 3, 3], { group: 2, pads: [1, 1, 1, 1] }, true, ["transpose", "conv"]],
     [
       "depthwise, multiplier 2, stride 2",
       [2, 3, 7, 7],
       [6, 1, 3, 3],
       { group: 3, strides: [2, 2], pads: [1, 1, 1, 1] },
       true,
+      ["transpose", "conv"],
+    ],
+    [
+      "depthwise, stride 1",
+      [2, 3, 6, 6],
+      [3, 1, 3, 3],
+      { group: 3, pads: [1, 1, 1, 1] },
+      true,
+      ["transpose", "conv"],
     ],
     [
       "auto_pad SAME_UPPER stride 2",
@@ -42,16 +80,66 @@ describe("Conv", () => {
       [2, 2, 3, 3],
       { auto_pad: "SAME_UPPER", strides: [2, 2] },
       false,
+      ["transpose", "conv"],
     ],
-    ["auto_pad SAME_LOWER", [1, 2, 5, 5], [2, 2, 2, 2], { auto_pad: "SAME_LOWER" }, false],
-    ["1-D", [2, 3, 11], [4, 3, 3], { strides: [2], pads: [1, 0] }, true],
-    ["1×1", [2, 5, 4, 4], [3, 5, 1, 1], {}, true],
+    ["auto_pad SAME_LOWER", [1, 2, 5, 5], [2, 2, 2, 2], { auto_pad: "SAME_LOWER" }, false, ["flip", "gemm"]],
+    ["1-D", [2, 3, 11], [4, 3, 3], { strides: [2], pads: [1, 0] }, true, ["transpose", "conv"]],
+    ["1×1", [2, 5, 4, 4], [3, 5, 1, 1], {}, true, ["flip", "gemm"]],
+    // fast paths specifically
+    [
+      "stride 1, 3×2 kernel, asymmetric pads",
+      [2, 3, 6, 5],
+      [4, 3, 3, 2],
+      { pads: [2, 0, 1, 1] },
+      true,
+      ["flip", "gemm"],
+    ],
+    ["stride 1, no padding", [2, 2, 6, 7], [3, 2, 3, 3], {}, false, ["flip", "gemm"]],
+    [
+      "stride 1, dilation (2, 3)",
+      [2, 2, 8, 9],
+      [3, 2, 3, 2],
+      { dilations: [2, 3], pads: [2, 1, 3, 2] },
+      true,
+      ["flip", "gemm"],
+    ],
+    [
+      "stride 1, 1×1 with pads",
+      [2, 3, 4, 5],
+      [2, 3, 1, 1],
+      { pads: [1, 0, 0, 2] },
+      false,
+      ["transpose", "gemm"],
+    ],
+    [
+      "stride 1, pads wider than the kernel (dX falls back)",
+      [1, 2, 5, 5],
+      [2, 2, 2, 2],
+      { pads: [2, 2, 2, 2] },
+      true,
+      ["transpose", "gemm"],
+    ],
+    ["stride 1, 1-D (dW falls back)", [2, 3, 11], [4, 3, 3], { pads: [1, 2] }, true, ["flip", "conv"]],
+    [
+      "stride 1, 3-D (dW falls back)",
+      [1, 2, 4, 5, 4],
+      [2, 2, 2, 3, 2],
+      { pads: [1, 1, 0, 0, 1, 1] },
+      false,
+      ["flip", "conv"],
+    ],
+    ["3×3 pad 1, dX only", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, false, ["flip", "-"], ["x"]],
+    ["3×3 pad 1, dW only", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, false, ["-", "gemm"], ["w"]],
   ];
-  for (const [name, xd, wd, attrs, bias] of cases) {
+  for (const [name, xd, wd, attrs, bias, paths, checked] of cases) {
     test(name, async () => {
-      const inputs: Record<string, { dims: number[] }> = { x: { dims: xd }, w: { dims: wd } };
+      const wrt = (k: "x" | "w") => !checked || checked.includes(k);
+      const inputs: Record<string, { dims: number[]; wrt?: boolean }> = {
+        x: { dims: xd, wrt: wrt("x") },
+        w: { dims: wd, wrt: wrt("w") },
+      };
       if (bias) inputs.b = { dims: [wd[0]!] };
-      await expectGradOk(
+      const r = await expectGradOk(
         {
           inputs,
           build: (g) => g.op("Conv", bias ? ["x", "w", "b"] : ["x", "w"], attrs),
@@ -59,8 +147,24 @@ describe("Conv", () => {
         },
         TOL32,
       );
+      expectConvPaths(r.backwardOps, paths);
     });
   }
+});
+
+test("Conv: dW falls back to the batch-contraction Conv when the im2col matrix would be too large", () => {
+  // 64·3·3 × 4096·32·32 ≈ 2.4e9 elements > IM2COL_MAX_ELEMENTS (2^26); only the emitted ops are inspected
+  const g = new Graph();
+  g.inputs.push({ name: "x", dtype: "float32", shape: [4096, 64, 32, 32] });
+  g.inputs.push({ name: "w", dtype: "float32", shape: [64, 64, 3, 3] });
+  const y = g.op("Conv", ["x", "w"], { pads: [1, 1, 1, 1] });
+  const loss = g.op("ReduceSum", [y], { keepdims: 0 });
+  const before = g.nodes.length;
+  appendBackward(g, loss, ["x", "w"]);
+  expectConvPaths(
+    g.nodes.slice(before).map((n) => n.opType),
+    ["flip", "conv"],
+  );
 });
 
 describe("ConvTranspose", () => {
@@ -93,29 +197,122 @@ describe("ConvTranspose", () => {
 });
 
 describe("pools", () => {
-  // distinct values: no ties between window maxima
-  const maxCases: [string, number[], Attrs][] = [
-    ["MaxPool 2×2 stride 2", [2, 3, 6, 6], { kernel_shape: [2, 2], strides: [2, 2] }],
+  // distinct values: no ties between window maxima. "tiled": non-overlapping 2-D float32 windows take the
+  // mask + upsampling way (no ScatterElements); "scatter": the Indices + ScatterElements way.
+  const maxCases: [string, number[], Attrs, "tiled" | "scatter", ("float32" | "float64")?][] = [
+    ["MaxPool 2×2 stride 2", [2, 3, 6, 6], { kernel_shape: [2, 2], strides: [2, 2] }, "tiled"],
     [
       "MaxPool 3×3 stride 2 pad 1 (overlapping)",
       [2, 2, 7, 7],
       { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
+      "scatter",
     ],
-    ["MaxPool ceil_mode", [1, 2, 7, 6], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }],
-    ["MaxPool dilation 2", [1, 2, 7, 7], { kernel_shape: [2, 2], dilations: [2, 2] }],
+    ["MaxPool ceil_mode", [1, 2, 7, 6], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }, "scatter"],
+    ["MaxPool dilation 2", [1, 2, 7, 7], { kernel_shape: [2, 2], dilations: [2, 2] }, "scatter"],
+    // the tiled way specifically, and where it falls back
+    ["MaxPool 3×2 kernel = strides", [2, 2, 6, 8], { kernel_shape: [3, 2], strides: [3, 2] }, "tiled"],
+    [
+      "MaxPool 3×2 kernel = strides, floor-mode tail cropped",
+      [2, 2, 8, 7],
+      { kernel_shape: [3, 2], strides: [3, 2] },
+      "tiled",
+    ],
+    [
+      "MaxPool ceil_mode on divisible sizes",
+      [1, 2, 6, 4],
+      { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 },
+      "tiled",
+    ],
+    [
+      "MaxPool auto_pad SAME_UPPER, kernel = strides, divisible",
+      [1, 2, 6, 4],
+      { kernel_shape: [2, 2], strides: [2, 2], auto_pad: "SAME_UPPER" },
+      "tiled",
+    ],
+    [
+      "MaxPool kernel = strides with pads",
+      [1, 2, 6, 6],
+      { kernel_shape: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1] },
+      "scatter",
+    ],
+    ["MaxPool 1-D", [2, 3, 8], { kernel_shape: [2], strides: [2] }, "scatter"],
+    [
+      "MaxPool 2×2 stride 2, float64",
+      [1, 2, 4, 4],
+      { kernel_shape: [2, 2], strides: [2, 2] },
+      "scatter",
+      "float64",
+    ],
   ];
-  for (const [name, xd, attrs] of maxCases) {
+  for (const [name, xd, attrs, way, dtype] of maxCases) {
     test(name, async () => {
       const count = xd.reduce((a, b) => a * b, 1);
-      await expectGradOk(
+      const r = await expectGradOk(
         {
           inputs: { x: { dims: xd, data: distinct(count) } },
           build: (g) => g.op("MaxPool", ["x"], attrs),
-          dtype: "float32",
-          eps: 1e-4,
+          dtype: dtype ?? "float32",
+          eps: dtype === "float64" ? 1e-6 : 1e-4,
         },
-        TOL32,
+        dtype === "float64" ? TOL64 : TOL32,
       );
+      expect(r.backwardOps.includes("ScatterElements"), way).toBe(way === "scatter");
+    });
+  }
+  test("MaxPool with a symbolic batch takes the tiled way; unknown spatial sizes fall back", () => {
+    // only the emitted ops are inspected (the training graphs have a symbolic batch)
+    for (const [shape, way] of [
+      [["N", 2, 6, 6], "tiled"],
+      [["N", 2, "H", "W"], "scatter"],
+    ] as const) {
+      const g = new Graph();
+      g.inputs.push({ name: "x", dtype: "float32", shape: [...shape] });
+      const y = g.op("MaxPool", ["x"], { kernel_shape: [2, 2], strides: [2, 2] });
+      const loss = g.op("ReduceSum", [y], { keepdims: 0 });
+      const before = g.nodes.length;
+      appendBackward(g, loss, ["x"]);
+      const ops = g.nodes.slice(before).map((n) => n.opType);
+      expect(ops.includes("ScatterElements"), way).toBe(way === "scatter");
+    }
+  });
+  // Ties are not differentiable; the rule gives each window's dY to its first maximum in row-major order, as
+  // PyTorch does. Exact expected gradients (a window of equal negatives, a 2-way and a 3-way tie, no tie; the last
+  // column is a floor-mode tail), for the tiled way (float32) and the scatter way (float64 falls back to it).
+  const tieX = [
+    [-1, -1, 0, 2, 9],
+    [-1, -1, 2, 0, 9],
+    [5, 3, 0, 0, 9],
+    [5, 5, 0, 7, 9],
+  ];
+  const tieDy = [
+    [1, 2],
+    [3, 4],
+  ];
+  const tieDx = [
+    [1, 0, 0, 2, 0],
+    [0, 0, 0, 0, 0],
+    [3, 0, 0, 0, 0],
+    [0, 0, 0, 4, 0],
+  ];
+  for (const [dtype, way] of [
+    ["float32", "tiled"],
+    ["float64", "scatter"],
+  ] as const) {
+    test(`MaxPool ties: the first maximum of each window takes dY (${way})`, async () => {
+      const g = new Graph();
+      g.inputs.push({ name: "x", dtype, shape: [1, 1, 4, 5] });
+      const y = g.op("MaxPool", ["x"], { kernel_shape: [2, 2], strides: [2, 2] });
+      const r = g.constant("r", tensor(dtype, [1, 1, 2, 2], tieDy.flat()));
+      const loss = g.op("ReduceSum", [g.op("Mul", [y, r])], { keepdims: 0 });
+      const before = g.nodes.length;
+      const dx = appendBackward(g, loss, ["x"]).get("x")!;
+      const ops = g.nodes.slice(before).map((n) => n.opType);
+      expect(ops.includes("ScatterElements")).toBe(way === "scatter");
+      g.outputs = [{ name: dx }];
+      const out = await run(await openSession(modelOf(g), { threads: 1 }), {
+        x: tensor(dtype, [1, 1, 4, 5], tieX.flat()),
+      });
+      expect(Array.from(out[dx]!.data as Float32Array)).toEqual(tieDx.flat());
     });
   }
   const avgCases: [string, number[], Attrs][] = [

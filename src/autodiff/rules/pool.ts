@@ -4,10 +4,17 @@ import type { RuleSet } from "../rule.js";
 import { convGeometry, transposedPads } from "./conv-geometry.js";
 
 /**
- * MaxPool: the forward node is made to emit its Indices (flat positions in X), and the gradient scatters dY
- * into a flat zero tensor with ScatterElements(reduction="add") — overlapping windows that share a maximum add.
+ * MaxPool. Every window's gradient goes to its maximum; when several elements tie for it, to the first in
+ * row-major order within the window, as PyTorch and ORT's Indices output choose. Two ways:
+ * - non-overlapping 2-D float32 windows (tiledMaxPoolGrad): by masks and nearest-neighbour upsampling, no Indices;
+ * - anything else: the forward node is made to emit its Indices (flat positions in X), and the gradient scatters
+ *   dY into a flat zero tensor with ScatterElements(reduction="add") — overlapping windows sharing a maximum add.
+ *   (ORT's MaxPool is much slower when it also emits Indices — measured up to 12× in bench/engine/ops.ts — and
+ *   ScatterElements is slow too, hence the first way.)
  */
 function maxPoolGrad(c: GradContext): (string | undefined)[] {
+  const tiled = tiledMaxPoolGrad(c);
+  if (tiled) return [tiled];
   if (c.int("storage_order", 0) !== 0) c.fail("gradients need storage_order = 0");
   const x = c.x();
   const indices = c.y(1);
@@ -25,6 +32,61 @@ function maxPoolGrad(c: GradContext): (string | undefined)[] {
   );
   const scattered = c.op("ScatterElements", [zeros, flatIdx, flatDy], { axis: 0, reduction: "add" });
   return [c.reshapeLike(scattered, x)];
+}
+
+/**
+ * dX of a float32 2-D MaxPool whose windows tile the input: kernel = strides, no padding, no dilation; a floor-mode
+ * tail (sizes not divisible by the kernel) is cropped off and gets zeros. With U(·) the nearest-neighbour
+ * upsampling by the kernel size (Resize, one value per window):
+ *   tied  = X == U(Y)                     the elements equal to their window's maximum
+ *   code  = tied · P                      P = K − (row-major position within the window), K = k_h·k_w
+ *   first = code == U(MaxPool(code))      the tied element with the largest code, i.e. the first one
+ *   dX    = first · U(dY)
+ * Codes are distinct within a window and the maximum itself is always tied, so exactly one element per window
+ * gets dY: the same choice as the Indices rule and PyTorch. The plain equality mask `tied · U(dY)` would be
+ * 1.0–1.5× cheaper (bench/engine/ops.ts) but hands dY to every tied element — e.g. all four zeros of an all-zero
+ * window after a ReLU, which that ReLU then stops, but a tie not behind a ReLU would get its window's gradient
+ * multiplied by the number of tied elements. A window whose maximum is NaN gets no gradient. Undefined when the
+ * fast way does not apply.
+ */
+function tiledMaxPoolGrad(c: GradContext): string | undefined {
+  const x = c.x();
+  const kernel = c.ints("kernel_shape");
+  // the batch may be symbolic; convGeometry below needs the spatial sizes static
+  const xs = c.shape(x);
+  if (kernel?.length !== 2 || xs?.length !== 4 || c.dtype(x) !== "float32") return undefined;
+  if (xs.slice(2).some((d) => typeof d !== "number")) return undefined;
+  if (c.ints("dilations")?.some((d) => d !== 1)) return undefined;
+  const strides = c.ints("strides") ?? [1, 1];
+  if (kernel.some((k, i) => k !== strides[i])) return undefined;
+  const geo = convGeometry(c, x, c.y(), kernel);
+  if ([...geo.padBegin, ...geo.padEnd].some((p) => p !== 0)) return undefined;
+  const covered = geo.outSize.map((o, i) => o * kernel[i]!);
+  // ceil mode can add a partial last window: only the exact tiling (covered = size) is handled here
+  if (covered.some((s, i) => s > geo.inSize[i]!)) return undefined;
+  const [kh, kw] = kernel as [number, number];
+  const [hc, wc] = covered as [number, number];
+  const crop = covered.some((s, i) => s !== geo.inSize[i]!);
+  const xc = crop ? c.op("Slice", [x, c.int64s([0, 0]), c.int64s(covered), c.int64s([2, 3])]) : x;
+  const scales = c.floats([4], [1, 1, kh, kw], x);
+  const up = (v: string) =>
+    c.op("Resize", [v, "", scales], {
+      mode: "nearest",
+      coordinate_transformation_mode: "asymmetric",
+      nearest_mode: "floor",
+    });
+  const equal = (a: string, b: string) =>
+    c.op("Cast", [c.op("Equal", [a, b], {}, "bool")], { to: DTYPE_CODE.float32 }, "float32");
+  const tied = equal(xc, up(c.y()));
+  const positions = new Float32Array(hc * wc);
+  for (let i = 0; i < hc; i++)
+    for (let j = 0; j < wc; j++) positions[i * wc + j] = kh * kw - ((i % kh) * kw + (j % kw));
+  const code = c.op("Mul", [tied, c.floats([1, 1, hc, wc], positions, x)]);
+  const best = up(c.op("MaxPool", [code], { kernel_shape: kernel, strides: kernel }));
+  const dx = c.op("Mul", [equal(code, best), up(c.dy()!)]);
+  if (!crop) return dx;
+  const padEnd = geo.inSize.map((s, i) => s - covered[i]!);
+  return c.op("Pad", [dx, c.int64s([0, 0, 0, 0, 0, 0, padEnd[0]!, padEnd[1]!])]);
 }
 
 function zeroOf(dtype: string): Float32Array | Float64Array {

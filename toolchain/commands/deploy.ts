@@ -1,0 +1,54 @@
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { Command } from "commander";
+import { deployModel, rollback } from "../../devices/deploy.js";
+import { resolveDevice } from "../../devices/registry.js";
+import { UsageError } from "../errors.js";
+import { emit } from "../output.js";
+import { registryOpts, withDevice } from "./device.js";
+
+interface DeployFlags {
+  device?: string;
+  keep: string;
+  rollback?: boolean;
+  json?: boolean;
+}
+
+/** `qat deploy MODEL`: upload a model to a board (sha256-checked), make it current, keep the last N. */
+export function deployCommand(): Command {
+  return new Command("deploy")
+    .description("deploy an ONNX model to a board (or --rollback to the version before)")
+    .argument("[model]", "the .onnx file")
+    .option("--device <name>", "device name or URI (default: the default device)")
+    .option("--keep <n>", "versions to keep on the board, current included", "3")
+    .option("--rollback", "point current back to the version deployed before it", false)
+    .option("--json", "print one JSON object as the last line of stdout", false)
+    .action(async (model: string | undefined, f: DeployFlags, cmd: Command) => {
+      if (f.rollback === (model !== undefined))
+        throw new UsageError("give a model to deploy, or --rollback (not both)");
+      const keep = Number(f.keep);
+      if (!Number.isInteger(keep) || keep < 1)
+        throw new UsageError(`--keep must be a whole number ≥ 1, got '${f.keep}'`);
+      const entry = resolveDevice(f.device, registryOpts(cmd));
+      if (f.rollback) {
+        const r = await withDevice(entry, (t) => rollback(t));
+        emit(f, `${entry.name}: rolled back from ${r.from?.slice(0, 16) ?? "none"} to ${r.to.slice(0, 16)}`, {
+          ...r,
+          device: entry.name,
+        });
+        return;
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = readFileSync(model!);
+      } catch (e) {
+        throw new UsageError(`cannot read ${model}: ${(e as Error).message}`);
+      }
+      const r = await withDevice(entry, (t) => deployModel(bytes, t, { keep, name: basename(model!) }));
+      const human =
+        `${entry.name}: ${r.uploaded ? "uploaded" : "already had"} ${basename(model!)} (${r.sha256.slice(0, 16)}, ${r.bytes} B); ` +
+        `current (previous ${r.previous?.slice(0, 16) ?? "none"}), keeping ${r.history.length}` +
+        (r.removed.length ? `, removed ${r.removed.length}` : "");
+      emit(f, human, { ...r, device: entry.name });
+    });
+}
