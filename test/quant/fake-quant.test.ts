@@ -179,7 +179,15 @@ describe("int32 bias fake-quant", () => {
     const g = new Graph();
     g.inputs.push({ name: "b", dtype: "float32", shape: [4] }, { name: "s", dtype: "float32", shape: [4] });
     g.initializers.set("z", tensor("int32", [], [0]));
-    const spec = { qmin: -2147483648, qmax: 2147483647, dtype: "int32" as const, axis: -1, grad: "ste" as const, gradScale: 1, learnZeroPoint: false };
+    const spec = {
+      qmin: -2147483648,
+      qmax: 2147483647,
+      dtype: "int32" as const,
+      axis: -1,
+      grad: "ste" as const,
+      gradScale: 1,
+      learnZeroPoint: false,
+    };
     const y = emitFakeQuant(g, "b", "s", "z", spec, { name: "bq", shape: [4] });
     g.outputs.push({ name: y, dtype: "float32" });
     lowerFakeQuant(g);
@@ -187,7 +195,8 @@ describe("int32 bias fake-quant", () => {
     const s = Float32Array.of(1e-4, 3.7e-5, 2.5e-3, 0.01);
     const b = Float32Array.of(0.123456, -0.5, 2.5 * 2.5e-3, 0.015);
     const sess = await openSession(modelOf(g), { optimization: "disabled" });
-    const out = (await run(sess, { b: tensor("float32", [4], b), s: tensor("float32", [4], s) }))[y]!.data as Float32Array;
+    const out = (await run(sess, { b: tensor("float32", [4], b), s: tensor("float32", [4], s) }))[y]!
+      .data as Float32Array;
     await sess.release();
     const want = Float32Array.from(b, (v, i) => Math.fround(roundHalfEven(Math.fround(v / s[i]!)) * s[i]!));
     expect(bits(out)).toEqual(bits(want));

@@ -9,7 +9,7 @@ import { convGeometry, transposedPads } from "./conv-geometry.js";
  * - non-overlapping 2-D float32 windows (tiledMaxPoolGrad): by masks and nearest-neighbour upsampling, no Indices;
  * - anything else: the forward node is made to emit its Indices (flat positions in X), and the gradient scatters
  *   dY into a flat zero tensor with ScatterElements(reduction="add") — overlapping windows sharing a maximum add.
- *   (ORT's MaxPool is much slower when it also emits Indices — measured up to 12× in bench/engine/ops.ts — and
+ *   (ORT's MaxPool is much slower when it also emits Indices — measured 3–12× in bench/engine/ops.ts — and
  *   ScatterElements is slow too, hence the first way.)
  */
 function maxPoolGrad(c: GradContext): (string | undefined)[] {
@@ -43,11 +43,12 @@ function maxPoolGrad(c: GradContext): (string | undefined)[] {
  *   first = code == U(MaxPool(code))      the tied element with the largest code, i.e. the first one
  *   dX    = first · U(dY)
  * Codes are distinct within a window and the maximum itself is always tied, so exactly one element per window
- * gets dY: the same choice as the Indices rule and PyTorch. The plain equality mask `tied · U(dY)` would be
- * 1.0–1.5× cheaper (bench/engine/ops.ts) but hands dY to every tied element — e.g. all four zeros of an all-zero
- * window after a ReLU, which that ReLU then stops, but a tie not behind a ReLU would get its window's gradient
- * multiplied by the number of tied elements. A window whose maximum is NaN gets no gradient. Undefined when the
- * fast way does not apply.
+ * gets dY: the same choice as the Indices rule and PyTorch. The plain equality mask `tied · U(dY)` costs 0.5–1×
+ * as much (MaxPool forward + dX, bench/engine/ops.ts on a loaded 2-core machine) but hands dY to every tied
+ * element, multiplying the window's gradient by the number of ties. Behind a ReLU the common ties are all-zero
+ * windows, whose gradient the ReLU stops; but fake-quantized activations (QAT) take a few discrete values, so
+ * ties of non-zero maxima are frequent there, and the mask would bias exactly the gradients qat trains with.
+ * A window whose maximum is NaN gets no gradient. Undefined when the fast way does not apply.
  */
 function tiledMaxPoolGrad(c: GradContext): string | undefined {
   const x = c.x();
