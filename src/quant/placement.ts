@@ -130,6 +130,9 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
     return p.name;
   };
   const perSample = (v: string): number[] => {
+    // a constant operand (e.g. the bias an Add applies after a bias-free Conv) has no batch dim: all of it counts
+    const init = g.initializers.get(v);
+    if (init) return [...init.dims];
     const s = g.valueInfo.get(v)?.shape ?? (v === net.input ? ["batch", ...net.inputShape] : undefined);
     if (!s || s.slice(1).some((d) => typeof d !== "number")) {
       throw new QConfigError(`the shape of '${v}' is not known: run shape inference on the model first`);

@@ -1,4 +1,5 @@
 import { type GradContext, registerGradientRule } from "../autodiff/index.js";
+import { registerShapeRule } from "../onnx/shapes.js";
 import { FAKE_QUANT, fakeQuantSpec, QAT_DOMAIN } from "./fake-quant.js";
 
 /**
@@ -71,6 +72,8 @@ let registered = false;
 export function registerFakeQuantGradient(): void {
   if (registered) return;
   registerGradientRule(FAKE_QUANT, fakeQuantGradient, { domain: QAT_DOMAIN });
+  // its output has the input's dtype and shape
+  registerShapeRule(QAT_DOMAIN, FAKE_QUANT, (c) => [{ dtype: c.dtype(0), shape: c.shape(0) }]);
   registered = true;
 }
 

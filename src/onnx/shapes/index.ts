@@ -39,6 +39,14 @@ export const SHAPE_RULES: Readonly<Record<string, ShapeRule>> = {
   ...indexingRules,
 };
 
+/** Shape rules of ops in other domains (e.g. qat's own fake-quantize op), keyed "domain::op". */
+const DOMAIN_RULES = new Map<string, ShapeRule>();
+
+/** Teach shape inference an op of another domain (ai.onnx ops have their rules in this folder). */
+export function registerShapeRule(domain: string, opType: string, rule: ShapeRule): void {
+  DOMAIN_RULES.set(`${domain}::${opType}`, rule);
+}
+
 export interface InferOptions {
   /** The graph's ai.onnx opset (rules for ops whose form changed read it). Default: the working opset. */
   opset?: number;
@@ -64,7 +72,10 @@ export function inferShapes(g: Graph, opts: InferOptions = {}): Map<string, Know
     throw new OnnxError((e as Error).message);
   }
   for (const node of order) {
-    const rule = node.domain === "" || node.domain === "ai.onnx" ? SHAPE_RULES[node.opType] : undefined;
+    const rule =
+      node.domain === "" || node.domain === "ai.onnx"
+        ? SHAPE_RULES[node.opType]
+        : DOMAIN_RULES.get(`${node.domain}::${node.opType}`);
     let results: Known[] = [];
     try {
       if (rule) results = rule(makeCtx(node, opset, (n) => known.get(n), constants));
