@@ -289,7 +289,8 @@ export class AgentClient {
       sha256,
       ...(resume ? { resume: true } : {}),
     });
-    if (begin.header.exists) return { sha256, path: String(begin.header.path), existed: true, resumedFrom: 0 };
+    if (begin.header.exists)
+      return { sha256, path: String(begin.header.path), existed: true, resumedFrom: 0 };
     const put = begin.header.id;
     const from = Math.max(0, Math.min(bytes.length, Number(begin.header.offset ?? 0) || 0));
     if (from > 0) {

@@ -65,12 +65,16 @@ export async function installKey(): Promise<string> {
   return `${AGENT_VERSION}-${code.slice(0, 12)}-ort${hostRuntimeVersion()}`;
 }
 
-/** What serves the agent on a tty: the link layer beside agent.mjs, serialport's binding in node_modules. */
-async function serialFiles(arch: string): Promise<RuntimeFile[]> {
+/**
+ * What serves the agent on a tty: the link layer beside agent.mjs, serialport's native binding in node_modules —
+ * with the onnxruntime-node backend only: the onnxruntime-web fallback is for boards where native binaries do not
+ * load (old glibc), and gets no native code.
+ */
+async function serialFiles(arch: string, backend: Backend): Promise<RuntimeFile[]> {
   const link = await linkProgram();
   let binding: RuntimeFile[] = [];
   try {
-    binding = serialRuntimeFiles(arch);
+    if (backend === "onnxruntime-node") binding = serialRuntimeFiles(arch);
   } catch {
     binding = []; // no prebuilt serialport binding for this arch: the board serves ssh/local only
   }
@@ -373,7 +377,7 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
     const detection = detectBoard(hello.facts);
     const backend = opts.backend ?? detection.backend;
     const arch = hello.facts.arch;
-    const files = [...(await runtimeFiles(arch, backend, opts)), ...(await serialFiles(arch))];
+    const files = [...(await runtimeFiles(arch, backend, opts)), ...(await serialFiles(arch, backend))];
     let sent = 0;
     let skipped = 0;
     let bytes = 0;
@@ -474,7 +478,10 @@ async function setupOverAgent(t: Transport, opts: SetupOptions): Promise<SetupRe
         runtime: {},
       };
     }
-    const files = [...(await runtimeFiles(hello.facts.arch, backend, opts)), ...(await serialFiles(hello.facts.arch))];
+    const files = [
+      ...(await runtimeFiles(hello.facts.arch, backend, opts)),
+      ...(await serialFiles(hello.facts.arch, backend)),
+    ];
     say(`pushing ${files.length} ${backend} files for linux/${hello.facts.arch} over ${t.label}`);
     let sent = 0;
     let skipped = 0;

@@ -355,7 +355,10 @@ export class Agent {
         // keep what arrived, and say how much is good, for the next connection to continue from there
         try {
           fs.fsyncSync(u.fd);
-          fs.writeFileSync(`${u.tmp}.json`, JSON.stringify({ sha256: u.sha256, size: u.size, received: u.received }));
+          fs.writeFileSync(
+            `${u.tmp}.json`,
+            JSON.stringify({ sha256: u.sha256, size: u.size, received: u.received }),
+          );
         } catch {
           fs.rmSync(u.tmp, { force: true });
         }
@@ -603,14 +606,20 @@ export class Agent {
     const mode = typeof h.mode === "number" ? h.mode : 0o644;
     if (h.resume === true) {
       // resumable: named by what it will be, continued from the bytes a previous connection left
-      const key = createHash("sha256").update(`${kind}\0${final}\0${sha}\0${size}`).digest("hex").slice(0, 32);
+      const key = createHash("sha256")
+        .update(`${kind}\0${final}\0${sha}\0${size}`)
+        .digest("hex")
+        .slice(0, 32);
       const tmp = join(this.home, "tmp", `${key}.resume`);
       for (const u of this.uploads.values()) {
         if (u.tmp === tmp) throw new AgentFailure("busy", `an upload of ${sha} is already in progress`);
       }
       let received = 0;
       try {
-        const rec = JSON.parse(fs.readFileSync(`${tmp}.json`, "utf8")) as { sha256?: string; received?: number };
+        const rec = JSON.parse(fs.readFileSync(`${tmp}.json`, "utf8")) as {
+          sha256?: string;
+          received?: number;
+        };
         if (rec.sha256 === sha && Number.isSafeInteger(rec.received)) {
           received = Math.min(rec.received!, fs.statSync(tmp).size, size);
         }
@@ -628,7 +637,18 @@ export class Agent {
         hash.update(buf.subarray(0, n));
         off += n;
       }
-      const upload: Upload = { fd, tmp, final, kind, size, sha256: sha, received, hash, name, resumable: true };
+      const upload: Upload = {
+        fd,
+        tmp,
+        final,
+        kind,
+        size,
+        sha256: sha,
+        received,
+        hash,
+        name,
+        resumable: true,
+      };
       this.uploads.set(Number(h.id), upload);
       fs.chmodSync(tmp, mode & 0o755);
       return { exists: false, offset: received };

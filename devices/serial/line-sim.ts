@@ -72,7 +72,9 @@ class Direction {
 
   tick(now: number): void {
     const rate = this.sim.bytesPerMs;
-    this.tokens = rate ? Math.min(this.tokens + (now - this.last) * rate, rate * 20 + 64) : Number.MAX_SAFE_INTEGER;
+    this.tokens = rate
+      ? Math.min(this.tokens + (now - this.last) * rate, rate * 20 + 64)
+      : Number.MAX_SAFE_INTEGER;
     this.last = now;
     let n = rate ? Math.floor(this.tokens) : this.queued;
     if (!n || !this.queued) return;

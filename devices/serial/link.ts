@@ -658,7 +658,9 @@ export class LinkSession extends EventEmitter {
     if (this.isClosed) return;
     const now = Date.now();
     if (now - this.lastHeard > this.opts.deadAfterMs) {
-      this.close("dead");
+      // silence after both streams are complete (the peer's FIN arrived, all our bytes were acknowledged) only
+      // means the peer closed and the ACK of our FIN was lost: nothing is missing either way
+      this.close(this.peerFin && this.sndUna >= this.queued ? "clean" : "dead");
       return;
     }
     if (now - this.lastSent >= this.keepaliveMs) this.sendAck();
@@ -753,7 +755,8 @@ export class Link {
   constructor(
     private readonly line: ByteLine,
     opts: LinkOptions = {},
-    private readonly name = "qat",
+    /** This end, for logs. */
+    readonly name = "qat",
   ) {
     this.opts = withDefaults(opts);
     this.decoder = new LinkDecoder(2 * (HEADER + MAX_FRAME_LIMIT + 4) + 64);

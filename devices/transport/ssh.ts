@@ -8,7 +8,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import SSHConfig from "ssh-config";
-import ssh2, { type AuthenticationType, type ClientChannel, type ConnectConfig, type NextAuthHandler } from "ssh2";
+import ssh2, {
+  type AuthenticationType,
+  type ClientChannel,
+  type ConnectConfig,
+  type NextAuthHandler,
+} from "ssh2";
 import {
   AuthError,
   ConnectError,

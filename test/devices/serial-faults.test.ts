@@ -35,7 +35,15 @@ const models = [1, 2, 3, 4, 5].map((i) => {
   return { bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
 });
 
-const counts = { transfers: 0, completed: 0, failed: 0, retransmissions: 0, resumes: 0, resumedBytes: 0, corrupt: 0 };
+const counts = {
+  transfers: 0,
+  completed: 0,
+  failed: 0,
+  retransmissions: 0,
+  resumes: 0,
+  resumedBytes: 0,
+  corrupt: 0,
+};
 
 beforeAll(async () => {
   const setup = await setupDevice(new LocalTransport({ home }));
@@ -64,7 +72,10 @@ afterAll(async () => {
 }, 60_000);
 
 async function open(): Promise<SerialTransport> {
-  return (await openDevice({ name: "faulty", uri: `serial://${hostTty}?baud=${BAUD}&dead=3` })) as SerialTransport;
+  return (await openDevice({
+    name: "faulty",
+    uri: `serial://${hostTty}?baud=${BAUD}&dead=3`,
+  })) as SerialTransport;
 }
 
 /**
@@ -106,7 +117,8 @@ async function transfer(
 
 /** Wait until `bytes` more stream bytes went out on the transport. */
 async function sent(t: SerialTransport, from: number, bytes: number): Promise<void> {
-  for (let i = 0; i < 2000 && t.stats.bytesSent - from < bytes; i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 2000 && t.stats.bytesSent - from < bytes; i++)
+    await new Promise((r) => setTimeout(r, 5));
 }
 
 function current(): string | null {
@@ -118,13 +130,18 @@ function current(): string | null {
 function scanBoard(): { models: string[]; corrupt: string[] } {
   const found = readdirSync(join(home, "models")).filter((d) => /^[0-9a-f]{64}$/.test(d));
   const corrupt = found.filter(
-    (d) => createHash("sha256").update(readFileSync(join(home, "models", d, "model.onnx"))).digest("hex") !== d,
+    (d) =>
+      createHash("sha256")
+        .update(readFileSync(join(home, "models", d, "model.onnx")))
+        .digest("hex") !== d,
   );
   return { models: found, corrupt };
 }
 
 describe("serial transfers on a faulty line", () => {
-  it("1% corrupted and 0.2% dropped bytes: transfers complete with matching sha256", { timeout: 300_000 }, async () => {
+  it("1% corrupted and 0.2% dropped bytes: transfers complete with matching sha256", {
+    timeout: 300_000,
+  }, async () => {
     sim.bytesPerMs = 0; // as fast as the ptys go: the noise is the test here
     sim.setFaults({ corrupt: 0.01, drop: 0.002 });
     const a = await transfer(models[0]!);
@@ -177,7 +194,9 @@ describe("serial transfers on a faulty line", () => {
     expect(current()).toBe(models[3]!.sha256);
   });
 
-  it("noise and a long cut together: failure leaves the previous model, the retry resumes and completes", { timeout: 300_000 }, async () => {
+  it("noise and a long cut together: failure leaves the previous model, the retry resumes and completes", {
+    timeout: 300_000,
+  }, async () => {
     sim.setFaults({ corrupt: 0.01, drop: 0.002 });
     const before = current();
     const cut = await transfer(models[4]!, async (t, from) => {
@@ -196,7 +215,9 @@ describe("serial transfers on a faulty line", () => {
     expect(scan.corrupt).toEqual([]);
     expect(scan.models.sort()).toEqual(models.map((m) => m.sha256).sort());
     expect(counts.resumes).toBeGreaterThanOrEqual(1);
-    expect(readdirSync(join(home, "tmp")).filter((f) => !f.endsWith(".resume") && !f.endsWith(".json"))).toEqual([]);
+    expect(
+      readdirSync(join(home, "tmp")).filter((f) => !f.endsWith(".resume") && !f.endsWith(".json")),
+    ).toEqual([]);
     console.log(
       `serial fault injection: ${counts.transfers} transfers (${counts.completed} completed, ${counts.failed} failed ` +
         `with the previous model intact), ${counts.retransmissions} retransmitted frames, ${counts.resumes} resumes ` +

@@ -78,7 +78,8 @@ describe("link layer pieces", () => {
     const end = (me: "a" | "b", other: "a" | "b"): ByteLine => ({
       write(b) {
         const o = Buffer.from(b);
-        for (let i = 0; i < o.length; i++) if (rnd() < 0.01) o[i] = (o[i]! + 1 + Math.floor(rnd() * 255)) & 0xff;
+        for (let i = 0; i < o.length; i++)
+          if (rnd() < 0.01) o[i] = (o[i]! + 1 + Math.floor(rnd() * 255)) & 0xff;
         setTimeout(() => {
           for (const l of listeners[other]) l(o);
         }, 1);
@@ -111,7 +112,10 @@ describe("link layer pieces", () => {
   });
 
   it("explains a tty's permission error with the dialout group, and lists ports without udev", async () => {
-    const e = explainOpenError("/dev/ttyUSB0", Object.assign(new Error("Error: Permission denied, cannot open /dev/ttyUSB0"), { code: "EACCES" }));
+    const e = explainOpenError(
+      "/dev/ttyUSB0",
+      Object.assign(new Error("Error: Permission denied, cannot open /dev/ttyUSB0"), { code: "EACCES" }),
+    );
     expect(e.code).toBe("serial-permission");
     expect(e.hint).toMatch(/usermod -aG dialout/);
     const r = await listSerialPorts();
@@ -129,7 +133,11 @@ describe("link layer pieces", () => {
       deadAfterMs: 3000,
     });
     expect(parseDeviceUri("serial:///dev/ttyGS0")).toMatchObject({ path: "/dev/ttyGS0", baud: 115200 });
-    for (const bad of ["serial://ttyUSB0", "serial:///dev/ttyUSB0?baud=fast", "serial:///dev/x?parity=even"]) {
+    for (const bad of [
+      "serial://ttyUSB0",
+      "serial:///dev/ttyUSB0?baud=fast",
+      "serial:///dev/x?parity=even",
+    ]) {
       expect(() => parseDeviceUri(bad)).toThrow(DeviceError);
     }
   });
@@ -163,7 +171,13 @@ describe("deploy and validate over a socat pty pair", () => {
     const setup = await setupDevice(new LocalTransport({ home }));
     const pair = await ptyPair(dir, "native");
     stops.push(pair.stop);
-    const agent = await startSerialAgent(process.execPath, agentPath(new LocalTransport({ home }), setup.key), home, pair.b, BAUD);
+    const agent = await startSerialAgent(
+      process.execPath,
+      agentPath(new LocalTransport({ home }), setup.key),
+      home,
+      pair.b,
+      BAUD,
+    );
     stops.push(agent.stop);
     native = { pair, agent, home };
   });
@@ -194,7 +208,10 @@ describe("deploy and validate over a socat pty pair", () => {
   it("a tty where no agent answers fails with a clear error", async () => {
     const quiet = await ptyPair(dir, "quiet");
     stops.push(quiet.stop);
-    const t = (await openDevice({ name: "quiet", uri: `serial://${quiet.a}?baud=${BAUD}` })) as SerialTransport;
+    const t = (await openDevice({
+      name: "quiet",
+      uri: `serial://${quiet.a}?baud=${BAUD}`,
+    })) as SerialTransport;
     stops.push(() => t.close());
     (t.link.options as { helloTimeoutMs: number }).helloTimeoutMs = 1000;
     const err = await deployModel(mnist, t).catch((e: unknown) => e);

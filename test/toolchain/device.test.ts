@@ -80,7 +80,16 @@ afterAll(() => {
 describe("qat device: the registry", () => {
   it("adds, lists, shows and removes devices; bad names and URIs exit 2 with a clear message", async () => {
     expect((await qat("device", "add", "box", "local", "--home", join(dir, "local-home"))).code).toBe(0);
-    const emu = await qat("device", "add", "pi-emu", "--emulated", "rpi4", "--home", join(dir, "emu-home"), "--json");
+    const emu = await qat(
+      "device",
+      "add",
+      "pi-emu",
+      "--emulated",
+      "rpi4",
+      "--home",
+      join(dir, "emu-home"),
+      "--json",
+    );
     expect(emu.code).toBe(0);
     expect(emu.json.device).toMatchObject({ name: "pi-emu", uri: "emulated:rpi4" });
     expect((await qat("device", "add", "tmp", "serial:///dev/ttyUSB9?baud=921600")).code).toBe(0);
@@ -100,10 +109,15 @@ describe("qat device: the registry", () => {
     const badSerial = await qat("device", "add", "x", "serial:///dev/ttyUSB0?speed=9600");
     expect(badSerial.code).toBe(2);
     expect(badSerial.stderr).toMatch(/unknown option 'speed'/);
-    for (const args of [["device", "info", "nope"], ["deploy", MNIST8, "--device", "nope"]]) {
+    for (const args of [
+      ["device", "info", "nope"],
+      ["deploy", MNIST8, "--device", "nope"],
+    ]) {
       const r = await qat(...args);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/no device named 'nope' in .*devices\.json — add it with `qat device add NAME URI`/);
+      expect(r.stderr).toMatch(
+        /no device named 'nope' in .*devices\.json — add it with `qat device add NAME URI`/,
+      );
     }
     const noModel = await qat("deploy", join(dir, "missing.onnx"), "--device", "box");
     expect(noModel.code).toBe(2);
@@ -228,7 +242,13 @@ describe("qat on the emulated Raspberry Pi 4 (arm64 under qemu-user)", () => {
     );
     expect(v.code).toBe(0);
     const rep = (v.json.rows as { report: Record<string, unknown> }[])[0]!.report;
-    expect(rep).toMatchObject({ board: "raspberry-pi-4", arch: "arm64", samples: 200, drift: 0, agreement: 1 });
+    expect(rep).toMatchObject({
+      board: "raspberry-pi-4",
+      arch: "arm64",
+      samples: 200,
+      drift: 0,
+      agreement: 1,
+    });
     expect(v.stderr).toMatch(/pi-emu\s+raspberry-pi-4/);
     expect(readFileSync(join(dir, "emu-home", "models", String(d.json.sha256), "model.onnx")).length).toBe(
       readFileSync(MNIST8).length,
