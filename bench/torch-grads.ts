@@ -1,7 +1,7 @@
 /**
  * qat's gradients against PyTorch's, from the same initial weights and batch.
  *
- *   npm run build && node dist/bench/torch-grads.js [mnist-cnn] [resnet8] [--batch 16] [--fast-rules]
+ *   npm run build && node dist/bench/torch-grads.js [mnist-cnn] [resnet8] [--batch 16]
  *
  * Exports a zoo model's state_dict and a batch as raw little-endian files + meta.json, runs
  * bench/torch/grads.py on them (training mode, cross-entropy mean), runs qat's gradient graph in ORT and prints,
@@ -16,7 +16,6 @@ import { f32, i64, numel, type Tensor } from "../src/onnx/tensor.js";
 import { openSession, run } from "../src/runtime/session.js";
 import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph } from "../src/train/step.js";
-import { useFastRules } from "./engine/fast-rules.js";
 import { runTorchScript } from "./torch/python.js";
 
 export interface GradRow {
@@ -126,10 +125,6 @@ async function main(): Promise<void> {
   const bi = args.indexOf("--batch");
   const batch = bi >= 0 ? Number(args[bi + 1]) : 16;
   const models = args.filter((a, i) => !a.startsWith("--") && (bi < 0 || i !== bi + 1));
-  if (args.includes("--fast-rules")) {
-    useFastRules();
-    console.log("with the EXPERIMENTAL gradient rules of bench/engine/fast-rules.ts");
-  }
   let worst = 0;
   for (const m of models.length ? models : ["mnist-cnn", "resnet8"]) {
     const c = await compareGradients(m, { batch });

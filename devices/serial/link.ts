@@ -530,7 +530,7 @@ export class LinkSession extends EventEmitter {
       }
       removed++;
       this.inflight -= seg.body.length;
-      if (seg.fin) this.finAcked = true;
+
       newest = Math.max(newest, seg.sentAt);
       if (seg.tries === 1) {
         // round-trip sample (Karn: never from a retransmitted frame)
@@ -546,6 +546,8 @@ export class LinkSession extends EventEmitter {
       }
     }
     this.segs = keep;
+    // our direction is done only when the cumulative ACK covers the FIN (a SACK of the FIN alone leaves holes)
+    if (this.finSent && this.sndUna > this.queued) this.finAcked = true;
     if (removed) {
       this.cwnd = Math.min(this.negotiated.window, this.cwnd + this.frame);
       if (++this.cleanRun >= 16 && this.frame < this.negotiated.maxFrame) {
