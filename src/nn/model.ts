@@ -23,6 +23,20 @@ export interface NetModel {
   buffers: string[];
   /** Buffer name → value of the train graph holding the buffer's value after one training forward pass. */
   updates: Map<string, string>;
+  /** How some parameters are updated (learned quantization scales): see ParamRule. */
+  rules?: Map<string, ParamRule>;
+}
+
+/** Update rules of a parameter beyond its optimizer's formula. */
+export interface ParamRule {
+  /** The least value: the step holds the updated parameter at it (scales stay positive). */
+  minimum?: number;
+  /**
+   * Adam/AdamW only: the step is multiplied elementwise by this tensor (the parameter's starting magnitude), so
+   * the parameter moves relative to its size. Adam's steps are ~lr in absolute terms whatever the gradient; a
+   * quantization scale of 0.003 moved by lr = 0.001 a step would collapse within a few steps.
+   */
+  relativeTo?: Tensor;
 }
 
 export class NnError extends Error {

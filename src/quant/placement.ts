@@ -176,7 +176,8 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
       (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") && params.has(n.inputs[1]!);
     if (isLayer && isFloatLayer(q, layerName(n.inputs[1]!))) continue;
     if (!isLayer && (n.opType === "Conv" || n.opType === "Gemm")) continue; // weights computed at run time: float
-    const inputs = pick(n, isConst).map((i) => resolve(n.inputs[i]!));
+    // a layer's weight is quantized as a weight (per channel), not as an activation
+    const inputs = (isLayer ? [0] : pick(n, isConst)).map((i) => resolve(n.inputs[i]!));
     const shared = n.opType === "Concat" ? n.outputs[0] : undefined;
     for (const v of inputs) addAct(v, shared);
     if (!isLayer) continue;

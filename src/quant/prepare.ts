@@ -6,6 +6,7 @@ import { type BnRef, foldedBias, foldedWeight, foldFactor, perChannel } from "./
 import { emitFakeQuant, type FakeQuantSpec, lowerFakeQuant } from "./fake-quant.js";
 import { type ObservedValues, observeActivation, observeWeight } from "./observe-graph.js";
 import { type Placement, pruneDead, type WeightPoint } from "./placement.js";
+import { MIN_SCALE } from "./qparams.js";
 import "./ste.js";
 
 export interface PrepareOptions {
@@ -34,12 +35,15 @@ export function applyQuant(
   inferShapes(ev);
   const params = [...float.params];
   const learned = new Set<string>();
-  const put = (name: string, t: Tensor, learn: boolean) => {
+  const rules = new Map(float.rules ?? []);
+  const put = (name: string, t: Tensor, learn: boolean, scale = false) => {
     train.initializers.set(name, t);
     ev.initializers.set(name, t);
     if (learn && !learned.has(name)) {
       learned.add(name);
       params.push(name);
+      // learned scales stay positive and, under Adam, move relative to their calibrated size
+      if (scale) rules.set(name, { minimum: MIN_SCALE, relativeTo: t });
     }
   };
   const need = (name: string): Tensor => {
@@ -56,7 +60,7 @@ export function applyQuant(
   ] as const) {
     for (const p of list) {
       const observedHere = isObserved(p, kind);
-      put(p.scale, need(p.scale), p.spec.grad !== "ste" && !observedHere);
+      put(p.scale, need(p.scale), p.spec.grad !== "ste" && !observedHere, true);
       put(p.zeroPoint, need(p.zeroPoint), p.spec.learnZeroPoint && !observedHere);
       if (observedHere) buffers.push(p.scale, p.zeroPoint);
     }
@@ -115,7 +119,7 @@ export function applyQuant(
   }
   lowerFakeQuant(ev);
   pruneDead(ev);
-  return { ...float, train, eval: ev, params, buffers, updates };
+  return { ...float, train, eval: ev, params, buffers, updates, rules };
 }
 
 function quantizeLayer(

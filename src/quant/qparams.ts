@@ -8,7 +8,8 @@ export interface QParams {
   zeroPoint: Int32Array;
 }
 
-const MIN_SCALE = 1e-8;
+/** The least scale: calibration never goes below it, and learned scales are held at it (they stay positive). */
+export const MIN_SCALE = 1e-8;
 
 /**
  * Scale and zero point covering a range: symmetric → s = max|x| / qmax, z = 0; asymmetric → the range is widened

@@ -1,8 +1,8 @@
 import type * as ort from "onnxruntime-node";
 import type { Model } from "../onnx/ir.js";
-import { ClassificationMetrics } from "../train/metrics.js";
 import type { Dataset } from "../train/data/dataset.js";
 import { DataLoader } from "../train/data/loader.js";
+import { ClassificationMetrics } from "../train/metrics.js";
 import { openSession, type SessionOptions, toOrt } from "./session.js";
 
 export class EvalError extends Error {
@@ -23,7 +23,11 @@ export interface EvaluateOptions extends SessionOptions {
  * graph input (not an initializer) takes the dataset's samples; a model whose batch dimension is fixed runs at that
  * batch size.
  */
-export async function evaluateModel(model: Model, ds: Dataset, opts: EvaluateOptions = {}): Promise<ClassificationMetrics> {
+export async function evaluateModel(
+  model: Model,
+  ds: Dataset,
+  opts: EvaluateOptions = {},
+): Promise<ClassificationMetrics> {
   const g = model.graph;
   const input = g.inputs.find((i) => !g.initializers.has(i.name));
   if (!input) throw new EvalError("the model has no input that is not an initializer");
@@ -31,10 +35,15 @@ export async function evaluateModel(model: Model, ds: Dataset, opts: EvaluateOpt
   const sample = ds.inputShape;
   if (shape && shape.length > 0) {
     const rest = shape.slice(1);
-    const fits = rest.length === sample.length && rest.every((d, i) => typeof d !== "number" || d === sample[i]);
-    const flatFits = rest.every((d) => typeof d === "number") && rest.reduce<number>((a, d) => a * (d as number), 1) === sample.reduce((a, d) => a * d, 1);
+    const fits =
+      rest.length === sample.length && rest.every((d, i) => typeof d !== "number" || d === sample[i]);
+    const flatFits =
+      rest.every((d) => typeof d === "number") &&
+      rest.reduce<number>((a, d) => a * (d as number), 1) === sample.reduce((a, d) => a * d, 1);
     if (!fits && !flatFits) {
-      throw new EvalError(`model input '${input.name}' is [${shape}] but the dataset '${ds.name}' has samples of [${sample}]`);
+      throw new EvalError(
+        `model input '${input.name}' is [${shape}] but the dataset '${ds.name}' has samples of [${sample}]`,
+      );
     }
   }
   const fixed = typeof shape?.[0] === "number" ? (shape[0] as number) : undefined;
@@ -42,8 +51,11 @@ export async function evaluateModel(model: Model, ds: Dataset, opts: EvaluateOpt
   const session = await openSession(model, opts);
   try {
     const output = opts.output ?? session.outputNames[0]!;
-    const dims = shape && shape.length > 0 ? shape.slice(1).map((d, i) => (typeof d === "number" ? d : sample[i]!)) : sample;
-    const metrics = new ClassificationMetrics(ds.numClasses);
+    const dims =
+      shape && shape.length > 0
+        ? shape.slice(1).map((d, i) => (typeof d === "number" ? d : sample[i]!))
+        : sample;
+    let metrics: ClassificationMetrics | undefined;
     const loader = new DataLoader(ds, { batchSize, shuffle: false });
     const n = opts.limit ? Math.min(opts.limit, ds.length) : ds.length;
     let done = 0;
@@ -59,15 +71,19 @@ export async function evaluateModel(model: Model, ds: Dataset, opts: EvaluateOpt
       const res = await session.run(feeds, [output]);
       const logits = res[output]!;
       const classes = logits.dims.at(-1)!;
-      if (classes !== ds.numClasses) {
-        throw new EvalError(`output '${output}' has ${classes} classes but dataset '${ds.name}' has ${ds.numClasses}`);
+      // a dataset that knows its classes only from its labels may use fewer than the model has
+      if (classes < ds.numClasses) {
+        throw new EvalError(
+          `output '${output}' has ${classes} classes but dataset '${ds.name}' has ${ds.numClasses}`,
+        );
       }
+      metrics ??= new ClassificationMetrics(classes);
       const take = Math.min(b.size, n - done);
       metrics.add(logits.data as Float32Array, b.y, take);
       done += take;
       if (done >= n) break;
     }
-    return metrics;
+    return metrics ?? new ClassificationMetrics(ds.numClasses);
   } finally {
     await session.release();
   }

@@ -12,6 +12,8 @@ export interface OptimizerParam {
   /** The value holding its gradient. */
   grad: string;
   dims: number[];
+  /** Adam/AdamW: multiply the step elementwise by this (broadcast to dims): the parameter moves relative to it. */
+  relativeTo?: Tensor;
 }
 
 export interface OptimizerState {
@@ -133,7 +135,9 @@ export function appendOptimizer(
     finish(m, m2);
     finish(v, v2);
     const denom = add(g.op("Div", [g.op("Sqrt", [v2]), bc2Sqrt]), epsC);
-    finish(p.name, sub(param, mul(g.op("Div", [m2, denom]), stepSize)));
+    let step = mul(g.op("Div", [m2, denom]), stepSize);
+    if (p.relativeTo) step = mul(step, g.constant(g.uniqueName(`opt.${p.name}.relative_to`), p.relativeTo));
+    finish(p.name, sub(param, step));
   }
   return out;
 }

@@ -101,6 +101,13 @@ function forwardBackward(net: NetModel, lossSpec: LossSpec, name: string): Forwa
 
 const LABELS = "labels";
 
+/** A parameter's next value held at its least value, if it has one (projected gradient descent). */
+function bounded(g: Graph, param: string, next: string, minimum?: number): string {
+  if (minimum === undefined) return next;
+  const m = g.constant(g.uniqueName(`${param}.minimum`), f32([], [minimum]));
+  return g.op("Max", [next, m], {}, { name: `${param}.clamp`, output: g.uniqueName(`${next}.clamped`) });
+}
+
 export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingStep {
   const lossSpec = opts.loss ?? { kind: "cross-entropy" };
   const { g, loss, correct, grads } = forwardBackward(net, lossSpec, "train-step");
@@ -108,7 +115,12 @@ export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingSte
   const opt = appendOptimizer(
     g,
     opts.optimizer,
-    net.params.map((p) => ({ name: p, grad: grads.get(p)!, dims: net.train.initializers.get(p)!.dims })),
+    net.params.map((p) => ({
+      name: p,
+      grad: grads.get(p)!,
+      dims: net.train.initializers.get(p)!.dims,
+      relativeTo: net.rules?.get(p)?.relativeTo,
+    })),
     { lr: "lr", step: "step" },
   );
   const carried: CarriedValue[] = [];
@@ -116,7 +128,13 @@ export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingSte
     carried.push({ name, next, kind, init });
     g.outputs.push({ name: next, dtype: init.dtype, shape: [...init.dims] });
   };
-  for (const p of net.params) out(p, opt.next.get(p)!, "param", net.train.initializers.get(p)!);
+  for (const p of net.params)
+    out(
+      p,
+      bounded(g, p, opt.next.get(p)!, net.rules?.get(p)?.minimum),
+      "param",
+      net.train.initializers.get(p)!,
+    );
   for (const s of opt.state) out(s.name, opt.next.get(s.name)!, "optimizer", s.init);
   for (const b of net.buffers) out(b, net.updates.get(b)!, "buffer", net.train.initializers.get(b)!);
   return {

@@ -1,18 +1,28 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
-import { encodeModel, modelOf } from "../onnx/codec.js";
+import { importModel } from "../nn/import/index.js";
+import type { NetModel } from "../nn/model.js";
+import { loadStateDict } from "../nn/model.js";
+import { zooModel } from "../nn/zoo.js";
+import { encodeModel, loadModel, modelOf } from "../onnx/codec.js";
 import { cloneGraph } from "../onnx/ir.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
 import type { Tensor } from "../onnx/tensor.js";
-import type { NetModel } from "../nn/model.js";
-import { importModel } from "../nn/import/index.js";
-import { zooModel } from "../nn/zoo.js";
+import { QatTraining } from "../quant/qat-train.js";
 import { writeFileAtomic } from "./atomic.js";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { ConfigError, resolveConfig, type TrainConfig } from "./config.js";
 import { augment } from "./data/augment.js";
-import type { Dataset } from "./data/dataset.js";
+import { type Dataset, withClasses } from "./data/dataset.js";
 import { DataLoader } from "./data/loader.js";
 import { openDataset } from "./data/open.js";
 import { splitValidation } from "./data/split.js";
@@ -20,9 +30,6 @@ import { ClassificationMetrics } from "./metrics.js";
 import { prependNormalization } from "./normalize.js";
 import { type ScheduleSpec, schedule } from "./schedules.js";
 import { buildTrainingStep, EvalRunner, TrainingRunner } from "./step.js";
-import { loadStateDict } from "../nn/model.js";
-import { loadModel } from "../onnx/codec.js";
-import { QatTraining } from "../quant/qat-train.js";
 
 export interface StepEvent {
   step: number;
@@ -100,7 +107,8 @@ export async function train(
   let ck: Checkpoint | undefined;
   if (opts.resume) {
     const cfgPath = join(out, RUN_FILES.config);
-    if (!existsSync(cfgPath)) throw new ConfigError(`${out} is not a run folder (no ${RUN_FILES.config}); nothing to resume`);
+    if (!existsSync(cfgPath))
+      throw new ConfigError(`${out} is not a run folder (no ${RUN_FILES.config}); nothing to resume`);
     cfg = resolveConfig(JSON.parse(readFileSync(cfgPath, "utf8")) as Partial<TrainConfig>);
     const ckPath = join(out, RUN_FILES.checkpoint);
     if (existsSync(ckPath)) ck = loadCheckpoint(ckPath);
@@ -108,7 +116,9 @@ export async function train(
   } else {
     cfg = resolveConfig(settings);
     if (existsSync(out) && readdirSync(out).length > 0) {
-      throw new ConfigError(`run folder ${out} already exists and is not empty: choose another --out, or --resume it`);
+      throw new ConfigError(
+        `run folder ${out} already exists and is not empty: choose another --out, or --resume it`,
+      );
     }
   }
 
@@ -117,7 +127,10 @@ export async function train(
   let testSet: Dataset;
   if (existsSync(cfg.data) && statSync(cfg.data).isFile()) {
     // one file (CSV, NPZ, ...) has no test split: hold out a seeded 10% as the test set
-    if (trainSet.length < 20) throw new ConfigError(`${cfg.data} has ${trainSet.length} samples: too few to train and hold out a test set`);
+    if (trainSet.length < 20)
+      throw new ConfigError(
+        `${cfg.data} has ${trainSet.length} samples: too few to train and hold out a test set`,
+      );
     const s = splitValidation(trainSet, { fraction: 0.1, seed: cfg.seed });
     log(`${cfg.data} has no separate test split: ${s.val.length} samples (10%) are held out as the test set`);
     trainSet = s.train;
@@ -132,18 +145,40 @@ export async function train(
   }
   const stats = fitSet.stats();
   if (cfg.augment.cropPadding > 0 || cfg.augment.flip) {
-    fitSet = augment(fitSet, { seed: cfg.seed, cropPadding: cfg.augment.cropPadding, flip: cfg.augment.flip });
+    fitSet = augment(fitSet, {
+      seed: cfg.seed,
+      cropPadding: cfg.augment.cropPadding,
+      flip: cfg.augment.flip,
+    });
   }
 
   // model and the training step
   const imported = cfg.from ? importModel(cfg.from, { input: cfg.input, seed: cfg.seed }) : undefined;
-  const net = imported?.net ?? zooModel(cfg.model, { seed: cfg.seed, classes: trainSet.numClasses, inputShape: [...trainSet.inputShape] });
+  const net =
+    imported?.net ??
+    zooModel(cfg.model, {
+      seed: cfg.seed,
+      classes: trainSet.numClasses,
+      inputShape: [...trainSet.inputShape],
+    });
   const what = cfg.from ?? `model ${cfg.model}`;
   if (net.inputShape.join(",") !== trainSet.inputShape.join(",")) {
-    throw new ConfigError(`${what} takes [${net.inputShape}] inputs but dataset ${cfg.data} has [${trainSet.inputShape}] samples`);
+    throw new ConfigError(
+      `${what} takes [${net.inputShape}] inputs but dataset ${cfg.data} has [${trainSet.inputShape}] samples`,
+    );
   }
-  if (imported && imported.report.output.classes !== trainSet.numClasses) {
-    throw new ConfigError(`${what} has ${imported.report.output.classes} classes but dataset ${cfg.data} has ${trainSet.numClasses}`);
+  if (imported) {
+    // labels must be classes of the model; a dataset that knows its classes only from its labels may use fewer
+    const classes = imported.report.output.classes;
+    const named = !(existsSync(cfg.data) && statSync(cfg.data).isFile());
+    if (trainSet.numClasses > classes || (named && trainSet.numClasses !== classes)) {
+      throw new ConfigError(
+        `${what} has ${classes} classes but dataset ${cfg.data} has ${trainSet.numClasses}`,
+      );
+    }
+    [trainSet, testSet, fitSet, evalSet] = [trainSet, testSet, fitSet, evalSet].map((d) =>
+      withClasses(d, classes),
+    ) as [Dataset, Dataset, Dataset, Dataset];
   }
   // an imported model keeps the input convention it was trained with (cfg.input); zoo models normalise the data
   if (!imported) prependNormalization(net, stats.mean, stats.std);
@@ -151,7 +186,12 @@ export async function train(
   const startStep = ck ? (ck.meta as { position: Position }).position.step : 0;
   // QAT: calibrate the float model, then train its fake-quantized form (see src/quant/qat-train.ts)
   const qat = cfg.qat
-    ? await QatTraining.create(net, cfg.qat, fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, threads: cfg.threads || undefined, initial })
+    ? await QatTraining.create(net, cfg.qat, fitSet, {
+        batchSize: cfg.batchSize,
+        seed: cfg.seed,
+        threads: cfg.threads || undefined,
+        initial,
+      })
     : undefined;
   const runNet = qat ? qat.netAt(startStep) : net;
   if (!opts.resume) {
@@ -162,7 +202,9 @@ export async function train(
   }
   const threads = cfg.threads || undefined;
   const sessionOpts = { threads, ...qat?.sessionOptions };
-  const step = qat ? qat.trainingStep(startStep, { optimizer: cfg.optimizer }) : buildTrainingStep(net, { optimizer: cfg.optimizer });
+  const step = qat
+    ? qat.trainingStep(startStep, { optimizer: cfg.optimizer })
+    : buildTrainingStep(net, { optimizer: cfg.optimizer });
   let runner = await TrainingRunner.create(step, sessionOpts);
   const evaluator = await EvalRunner.create(runNet, sessionOpts);
   const loader = new DataLoader(fitSet, { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: true });
@@ -178,7 +220,9 @@ export async function train(
     // (a QAT checkpoint written just before a phase change may hold observer statistics the next phase drops)
     const carriedNames = new Set(step.carried.map((c) => c.name));
     const values = new Map<string, Tensor>([...ck.state].filter(([k]) => carriedNames.has(k)));
-    for (const c of step.carried) if (c.kind !== "optimizer" && !values.has(c.name)) values.set(c.name, ck.graph.initializers.get(c.name)!);
+    for (const c of step.carried)
+      if (c.kind !== "optimizer" && !values.has(c.name))
+        values.set(c.name, ck.graph.initializers.get(c.name)!);
     runner.load(values, m.position.step);
     pos = m.position;
     best = m.best;
@@ -191,7 +235,16 @@ export async function train(
     saveCheckpoint(join(out, RUN_FILES.checkpoint), {
       graph: evalGraphWith(runNet, runner.values()),
       state: stateToSave(runner, runNet),
-      meta: { position: p, best, sinceBest, config: cfg, model: cfg.model, dataset: cfg.data, stats, ...(qat ? { quant: qat.meta() } : {}) },
+      meta: {
+        position: p,
+        best,
+        sinceBest,
+        config: cfg,
+        model: cfg.model,
+        dataset: cfg.data,
+        stats,
+        ...(qat ? { quant: qat.meta() } : {}),
+      },
     });
   };
 
@@ -241,7 +294,16 @@ export async function train(
           windowStart = now;
           windowSamples = 0;
         }
-        hooks.onStep?.({ step: pos.step, epoch, batch: b.batch + 1, batchesPerEpoch: perEpoch, totalSteps, loss: r.loss, lr, samplesPerSec: sps });
+        hooks.onStep?.({
+          step: pos.step,
+          epoch,
+          batch: b.batch + 1,
+          batchesPerEpoch: perEpoch,
+          totalSteps,
+          loss: r.loss,
+          lr,
+          samplesPerSec: sps,
+        });
         if (pos.step % cfg.checkpointEvery === 0) {
           checkpoint(pos);
           lastGood = `${join(out, RUN_FILES.checkpoint)} (step ${pos.step})`;
@@ -267,7 +329,10 @@ export async function train(
       if (ev.accuracy > best.accuracy) {
         best = { accuracy: ev.accuracy, epoch: epoch + 1 };
         sinceBest = 0;
-        writeFileAtomic(join(out, RUN_FILES.best), encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })));
+        writeFileAtomic(
+          join(out, RUN_FILES.best),
+          encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })),
+        );
       } else sinceBest++;
       checkpoint(pos);
       lastGood = `${join(out, RUN_FILES.checkpoint)} (step ${pos.step})`;
@@ -279,7 +344,10 @@ export async function train(
     }
 
     const test = await evaluate(evaluator, testSet, runner.weights(), cfg.batchSize, cfg.evalLimit);
-    writeFileAtomic(join(out, RUN_FILES.model), encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })));
+    writeFileAtomic(
+      join(out, RUN_FILES.model),
+      encodeModel(modelOf(evalGraphWith(runNet, runner.values()), { "": WORKING_OPSET })),
+    );
     const seconds = (Date.now() - started) / 1000;
     const result: TrainResult = {
       run: out,
@@ -308,7 +376,11 @@ export async function train(
  * initializers (QAT starts from the scales of a calibrated model).
  */
 function loadInit(net: NetModel, path: string): Map<string, Tensor> {
-  const file = existsSync(join(path, RUN_FILES.model)) ? join(path, RUN_FILES.model) : existsSync(join(path, RUN_FILES.checkpoint)) ? join(path, RUN_FILES.checkpoint) : path;
+  const file = existsSync(join(path, RUN_FILES.model))
+    ? join(path, RUN_FILES.model)
+    : existsSync(join(path, RUN_FILES.checkpoint))
+      ? join(path, RUN_FILES.checkpoint)
+      : path;
   if (!existsSync(file)) throw new ConfigError(`--init ${path}: no such model file or run folder`);
   const inits = loadModel(file).graph.initializers;
   const values = new Map<string, Tensor>();
@@ -316,9 +388,13 @@ function loadInit(net: NetModel, path: string): Map<string, Tensor> {
     const t = inits.get(k);
     if (t) values.set(k, t);
   }
-  if (values.size === 0) throw new ConfigError(`--init ${file}: it holds none of the parameters of model ${net.name}`);
+  if (values.size === 0)
+    throw new ConfigError(`--init ${file}: it holds none of the parameters of model ${net.name}`);
   const missing = net.params.filter((k) => !values.has(k));
-  if (missing.length) throw new ConfigError(`--init ${file}: parameters ${missing.join(", ")} of model ${net.name} are missing`);
+  if (missing.length)
+    throw new ConfigError(
+      `--init ${file}: parameters ${missing.join(", ")} of model ${net.name} are missing`,
+    );
   loadStateDict(net, values);
   return inits;
 }

@@ -19,7 +19,8 @@ describe("qat import / eval --from / train --from", () => {
     expect(human.stdout).toMatch(/batch {3}fixed at 1 in the file, made dynamic/);
     expect(human.stdout).toMatch(/Reshape 'Times212_reshape0': \[1, 256\] → \[-1, 256\]/);
     expect(human.stdout).toMatch(/every op can be trained through/);
-    expect(human.stdout).toMatch(/quantized tensors: none \(a float import\)/);
+    expect(human.stdout).toMatch(/quantized in the file: none \(a float model/);
+    expect(human.stdout).toMatch(/bias {4}Add 'Plus214' folded into Gemm 'Times212'/);
     expect(human.stdout).toMatch(/parameters: 5,994 trainable in 6 tensors, 0 frozen/);
     const json = qat(["import", MNIST8, "--json", "--input-scale", "0.5"]);
     expect(json.status, json.stderr).toBe(0);
@@ -40,6 +41,28 @@ describe("qat import / eval --from / train --from", () => {
     ]);
     expect(r.inputConvention).toEqual({ scale: 0.5, mean: [0], std: [1] });
     expect(r.params.trainableCount).toBe(5994);
+    expect(r.qat).toBeUndefined();
+  });
+
+  test("qat import --qat lists the tensors QAT quantizes: weights per channel, activations at layer inputs", () => {
+    const plan = qat(["import", MNIST8, "--qat", "--json"]);
+    expect(plan.status, plan.stderr).toBe(0);
+    expect(plan.stderr).toMatch(/quantized by --qat ort-cpu: 3 weights, 3 activations/);
+    const q = lastJson(plan.stdout).qat;
+    expect(q.preset).toBe("ort-cpu");
+    expect(q.quantized.map((r: Record<string, unknown>) => [r.kind, r.tensor, r.dtype, r.axis])).toEqual([
+      ["weight", "Parameter5", "int8", 0],
+      ["weight", "Parameter87", "int8", 0],
+      ["weight", "Parameter193_reshape1", "int8", 1],
+      ["activation", "Input3", "uint8", -1],
+      ["activation", "ReLU32_Output_0", "uint8", -1],
+      ["activation", "ReLU114_Output_0", "uint8", -1],
+    ]);
+    const w4 = qat(["import", MNIST8, "--qat", "w4a8", "--json"]);
+    expect(lastJson(w4.stdout).qat.quantized[0]).toMatchObject({ bits: 4, qmin: -8, qmax: 7 });
+    const bad = qat(["import", MNIST8, "--qat", "int3"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/ort-cpu/);
   });
 
   test("qat eval --from reproduces mnist-8's 98.91%, as the file itself does", () => {
@@ -88,6 +111,39 @@ describe("qat import / eval --from / train --from", () => {
     const e = qat(["eval", out, "--data", "mnist", "--data-dir", DATA, "--json", "--limit", "2000"]);
     expect(e.status, e.stderr).toBe(0);
     expect(lastJson(e.stdout).accuracy).toBeCloseTo(result.test_accuracy, 6);
+  });
+
+  test("mnist-8: 1 epoch of QAT from the import, then the int8 export holds ≥ 98.8% and passes parity", {
+    timeout: 900_000,
+  }, () => {
+    const out = join(tmp(), "qat");
+    const data = ["--data", "mnist", "--data-dir", DATA, "--threads", "2"];
+    const r = qat([
+      "train",
+      "--from",
+      MNIST8,
+      ...data,
+      "--epochs",
+      "1",
+      "--qat",
+      "ort-cpu",
+      "--out",
+      out,
+      "--json",
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const trained = lastJson(r.stdout);
+    const int8 = join(out, "model.int8.onnx"); // --out defaults to model.int8.onnx in the run folder
+    const x = qat(["export", out, ...data, "--no-latency", "--json"]);
+    expect(x.status, x.stderr).toBe(0);
+    const p = lastJson(x.stdout).parity;
+    console.log(
+      `mnist-8 QAT: simulation ${(100 * trained.test_accuracy).toFixed(2)}%, int8 ${(100 * p.export_accuracy).toFixed(2)}%, agreement ${(100 * p.agreement).toFixed(3)}%`,
+    );
+    expect(p.passed).toBe(true);
+    expect(p.export_accuracy).toBeGreaterThanOrEqual(0.988);
+    expect(existsSync(int8)).toBe(true);
+    expect(lastJson(x.stdout).out).toBe(int8);
   });
 
   test("errors name the op and exit 2: every weight behind an op without a gradient rule; input shape mismatch", () => {

@@ -29,6 +29,14 @@ describe("mnist-8 (CNTK, opset 8, batch fixed at 1, raw 0–255 pixels)", () => 
     expect(report.opsKeptInFloat).toEqual([]);
     expect(report.quantizedTensors).toEqual([]);
     expect(report.inputConvention).toBeNull();
+    // CNTK's biases come as Adds after the layers: they become the layers' own biases, the MatMul a Gemm
+    expect(report.biasFolds).toEqual([
+      { add: "Plus30", layer: "Convolution28", op: "Conv", bias: "Parameter6" },
+      { add: "Plus112", layer: "Convolution110", op: "Conv", bias: "Parameter88" },
+      { add: "Plus214", layer: "Times212", op: "Gemm", bias: "Parameter194" },
+    ]);
+    expect(net.eval.nodes.filter((n) => n.opType === "Add")).toEqual([]);
+    expect(net.eval.initializers.get("Parameter6")!.dims).toEqual([8]);
 
     const ds = await openNamedDataset("mnist", { split: "test", dataDir: DATA });
     const m = await evaluateModel(modelOf(net.eval), ds, { batchSize: 500 });

@@ -104,6 +104,31 @@ describe("training step", () => {
     }
   });
 
+  test("parameter rules: a minimum holds the updated value; Adam moves a relative parameter by lr·size", async () => {
+    const net = tiny();
+    const w = net.train.initializers.get("fc.bias")!;
+    const size = f32(w.dims, [1, 0.01, 1e-4]);
+    net.rules = new Map([
+      ["fc.weight", { minimum: 0.05 }],
+      ["fc.bias", { relativeTo: size }],
+    ]);
+    const { x, y } = batch(16, 4);
+    const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "adam" } }), {
+      threads: 1,
+    });
+    const before = Float32Array.from(w.data as Float32Array);
+    await runner.run(x, y, 0.5);
+    const after = runner.weights();
+    const fc = after.get("fc.weight")!.data as Float32Array;
+    expect(Math.min(...fc)).toBe(Math.fround(0.05));
+    // Adam's first step is lr·sign(grad) (bias-corrected, up to ε): here times the size of each element
+    const b = after.get("fc.bias")!.data as Float32Array;
+    [1, 0.01, 1e-4].forEach((r, i) => {
+      expect(Math.abs(b[i]! - before[i]!) / (0.5 * r)).toBeCloseTo(1, 4);
+    });
+    await runner.release();
+  });
+
   test("regression losses: MSE and BCE-with-logits steps on float targets train", async () => {
     for (const kind of ["mse", "bce-with-logits"] as const) {
       const { x, y } = batch(24, 8);

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { ExportError } from "../../src/export/errors.js";
 import {
@@ -16,7 +16,7 @@ import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 
 interface ExportFlags {
-  out: string;
+  out?: string;
   format: ExportFormat;
   target: ExportTarget;
   opset?: string;
@@ -115,7 +115,10 @@ export function exportCommand(): Command {
       "export a QAT run (or its checkpoint.onnx) to an int8 ONNX model and check it against the simulation in ONNX Runtime",
     )
     .argument("<source>", "a run folder of 'qat train --qat' or its checkpoint.onnx")
-    .requiredOption("--out <file>", "the int8 model to write (written only when every check passed)")
+    .option(
+      "--out <file>",
+      "the int8 model to write, only when every check passed (default: model.int8.onnx beside the checkpoint)",
+    )
     .addOption(
       new Option("--format <format>", "QDQ (Q/DQ pairs around float ops) or QOperator (integer ops)")
         .choices(FORMATS)
@@ -136,6 +139,10 @@ export function exportCommand(): Command {
     .option("--json", "print one JSON object as the last line of stdout (sizes, parity, latency)", false)
     .action(async (source: string, f: ExportFlags) => {
       const opset = f.opset === undefined ? undefined : count(f.opset, "--opset");
+      f.out ??= join(
+        existsSync(source) && statSync(source).isDirectory() ? source : dirname(source),
+        "model.int8.onnx",
+      );
       const folder = dirname(resolve(f.out));
       if (!existsSync(folder) || !statSync(folder).isDirectory()) {
         throw new UsageError(`--out ${f.out}: the folder ${folder} does not exist`);

@@ -15,6 +15,7 @@ import { Rng } from "../../train/rng.js";
 import type { NetModel } from "../model.js";
 import { makeBatchDynamic } from "./batch.js";
 import { trainBatchNorm } from "./batchnorm.js";
+import { foldBiasAdds } from "./bias.js";
 import { ImportError } from "./errors.js";
 import { opTable, splitParams } from "./params.js";
 import type { ImportReport } from "./report.js";
@@ -90,6 +91,8 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
 
   const batch = makeBatchDynamic(g, input.name, out.name, file);
   const output = flattenOutput(g, out.name, file);
+  const ops = opTable(g); // the model's own ops, before bias folds and any input convention change them
+  const biasFolds = foldBiasAdds(g);
   const outShape = g.valueInfo.get(output)?.shape ?? out.shape;
   const classes = outShape?.[1];
   if (typeof classes !== "number")
@@ -129,7 +132,6 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     updates: bn.updates,
   };
 
-  const ops = opTable(evalGraph); // the model's own ops, before any input convention is put in front
   let convention: ImportReport["inputConvention"] = null;
   if (opts.input && (opts.input.scale !== undefined || opts.input.mean || opts.input.std)) {
     const scale = opts.input.scale ?? 1;
@@ -173,6 +175,7 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     input: { name: input.name, dtype: fileDtype, sampleShape: sample as number[] },
     output: { name: output, classes },
     batch,
+    biasFolds,
     inputConvention: convention,
     widened: { tensors: widened.tensors, casts: widened.casts },
     ops: ops.map(({ opType, count, trainable }) => ({ opType, count, trainable })),

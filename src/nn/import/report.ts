@@ -1,5 +1,6 @@
 import type { BatchReport } from "./batch.js";
 import type { BatchNormInfo } from "./batchnorm.js";
+import type { BiasFold } from "./bias.js";
 import type { FrozenTensor } from "./params.js";
 
 /** What importing a model did and what it will train: printed by `qat import` and written to a run's import.json. */
@@ -11,6 +12,8 @@ export interface ImportReport {
   input: { name: string; dtype: string; sampleShape: number[] };
   output: { name: string; classes: number };
   batch: BatchReport;
+  /** Adds of a constant after a Conv/MatMul folded into the layer's bias (MatMul became Gemm). */
+  biasFolds: BiasFold[];
   /** Input convention put in front of the model: it is fed (stored value · scale − mean) / std. */
   inputConvention: { scale: number; mean: number[]; std: number[] } | null;
   /** float16/bfloat16 tensors widened to float32 (weights, constants), and Casts to float16 made float32 Casts. */
@@ -70,6 +73,8 @@ export function formatImportReport(r: ImportReport): string {
       `float16 → float32: ${plural(r.widened.tensors, "tensor")}${r.widened.casts.length ? `, ${plural(r.widened.casts.length, "Cast")}` : ""}`,
     );
   }
+  for (const f of r.biasFolds)
+    lines.push(`bias    Add '${f.add}' folded into ${f.op} '${f.layer}' (bias '${f.bias}')`);
   if (r.droppedOutputs.length) lines.push(`outputs left out: ${r.droppedOutputs.join(", ")}`);
   lines.push("");
   lines.push(
@@ -91,8 +96,8 @@ export function formatImportReport(r: ImportReport): string {
   }
   lines.push(
     r.quantizedTensors.length
-      ? `quantized tensors: ${r.quantizedTensors.join(", ")}`
-      : "quantized tensors: none (a float import)",
+      ? `quantized in the file: ${r.quantizedTensors.join(", ")}`
+      : "quantized in the file: none (a float model; --qat lists what QAT quantizes)",
   );
   lines.push("");
   const p = r.params;

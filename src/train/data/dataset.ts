@@ -31,6 +31,25 @@ export interface Dataset {
   fill(indices: ArrayLike<number>, x: Float32Array, y: BigInt64Array, ctx?: FillContext): void;
 }
 
+/**
+ * The same samples, counted as `numClasses` classes: a dataset that knows its classes only from its labels (NPZ, CSV)
+ * may use fewer than the model it trains (labels 0–144 of an ImageNet model's 1000).
+ */
+export function withClasses(ds: Dataset, numClasses: number): Dataset {
+  if (numClasses === ds.numClasses) return ds;
+  if (numClasses < ds.numClasses)
+    throw new Error(`dataset '${ds.name}' has ${ds.numClasses} classes, more than ${numClasses}`);
+  return {
+    name: ds.name,
+    inputShape: ds.inputShape,
+    numClasses,
+    length: ds.length,
+    classNames: ds.classNames,
+    stats: () => ds.stats(),
+    fill: (indices, x, y, ctx) => ds.fill(indices, x, y, ctx),
+  };
+}
+
 /** Elements in one sample. */
 export function sampleSize(shape: readonly number[]): number {
   let n = 1;
