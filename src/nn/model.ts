@@ -29,8 +29,13 @@ export interface NetModel {
 
 /** Update rules of a parameter beyond its optimizer's formula. */
 export interface ParamRule {
-  /** The least value: the step holds the updated parameter at it (scales stay positive). */
-  minimum?: number;
+  /**
+   * Keep the parameter positive, at least this: the step takes max(|p|, positive). A learned quantization scale
+   * pushed past zero is mirrored, not stuck at the bound: the forward with −s already equals the one with s (up to
+   * int8's one-sided −128), so the mirror continues the same training, and a scale held near zero would zero a
+   * whole channel.
+   */
+  positive?: number;
   /**
    * Adam/AdamW only: the step is multiplied elementwise by this tensor (the parameter's starting magnitude), so
    * the parameter moves relative to its size. Adam's steps are ~lr in absolute terms whatever the gradient; a

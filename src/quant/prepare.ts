@@ -42,8 +42,8 @@ export function applyQuant(
     if (learn && !learned.has(name)) {
       learned.add(name);
       params.push(name);
-      // learned scales stay positive and, under Adam, move relative to their calibrated size
-      if (scale) rules.set(name, { minimum: MIN_SCALE, relativeTo: t });
+      // learned scales stay positive (mirrored at zero) and, under Adam, move relative to their calibrated size
+      if (scale) rules.set(name, { positive: MIN_SCALE, relativeTo: t });
     }
   };
   const need = (name: string): Tensor => {

@@ -101,11 +101,12 @@ function forwardBackward(net: NetModel, lossSpec: LossSpec, name: string): Forwa
 
 const LABELS = "labels";
 
-/** A parameter's next value held at its least value, if it has one (projected gradient descent). */
-function bounded(g: Graph, param: string, next: string, minimum?: number): string {
-  if (minimum === undefined) return next;
-  const m = g.constant(g.uniqueName(`${param}.minimum`), f32([], [minimum]));
-  return g.op("Max", [next, m], {}, { name: `${param}.clamp`, output: g.uniqueName(`${next}.clamped`) });
+/** A parameter's next value kept positive, max(|p|, least), if its rule says so (see ParamRule). */
+function bounded(g: Graph, param: string, next: string, least?: number): string {
+  if (least === undefined) return next;
+  const m = g.constant(g.uniqueName(`${param}.least`), f32([], [least]));
+  const abs = g.op("Abs", [next], {}, { name: `${param}.abs` });
+  return g.op("Max", [abs, m], {}, { name: `${param}.positive`, output: g.uniqueName(`${next}.positive`) });
 }
 
 export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingStep {
@@ -131,7 +132,7 @@ export function buildTrainingStep(net: NetModel, opts: StepOptions): TrainingSte
   for (const p of net.params)
     out(
       p,
-      bounded(g, p, opt.next.get(p)!, net.rules?.get(p)?.minimum),
+      bounded(g, p, opt.next.get(p)!, net.rules?.get(p)?.positive),
       "param",
       net.train.initializers.get(p)!,
     );

@@ -104,29 +104,35 @@ describe("training step", () => {
     }
   });
 
-  test("parameter rules: a minimum holds the updated value; Adam moves a relative parameter by lr·size", async () => {
-    const net = tiny();
-    const w = net.train.initializers.get("fc.bias")!;
-    const size = f32(w.dims, [1, 0.01, 1e-4]);
-    net.rules = new Map([
-      ["fc.weight", { minimum: 0.05 }],
-      ["fc.bias", { relativeTo: size }],
-    ]);
+  test("parameter rules: a positive one is mirrored at zero and held at its least value; Adam moves a relative one by lr·size", async () => {
     const { x, y } = batch(16, 4);
-    const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "adam" } }), {
-      threads: 1,
-    });
-    const before = Float32Array.from(w.data as Float32Array);
-    await runner.run(x, y, 0.5);
-    const after = runner.weights();
-    const fc = after.get("fc.weight")!.data as Float32Array;
-    expect(Math.min(...fc)).toBe(Math.fround(0.05));
+    const after = async (rules?: NetModel["rules"]) => {
+      const net = tiny();
+      net.rules = rules;
+      const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "adam" } }), {
+        threads: 1,
+      });
+      await runner.run(x, y, 0.5);
+      const w = runner.weights();
+      const v = (k: string) => Float32Array.from(w.get(k)!.data as Float32Array);
+      await runner.release();
+      return { fc: v("fc.weight"), bias: v("fc.bias") };
+    };
+    const free = await after();
+    const ruled = await after(
+      new Map([
+        ["fc.weight", { positive: 0.45 }],
+        ["fc.bias", { relativeTo: f32([3], [1, 0.01, 1e-4]) }],
+      ]),
+    );
+    // lr 0.5 pushes many weights below zero: each comes out as max(|w|, 0.45)
+    expect(free.fc.some((v) => v < 0) && free.fc.some((v) => Math.abs(v) < 0.45)).toBe(true);
+    expect(ruled.fc).toEqual(free.fc.map((v) => Math.max(Math.abs(v), Math.fround(0.45))));
     // Adam's first step is lr·sign(grad) (bias-corrected, up to ε): here times the size of each element
-    const b = after.get("fc.bias")!.data as Float32Array;
+    const start = tiny().train.initializers.get("fc.bias")!.data as Float32Array;
     [1, 0.01, 1e-4].forEach((r, i) => {
-      expect(Math.abs(b[i]! - before[i]!) / (0.5 * r)).toBeCloseTo(1, 4);
+      expect(Math.abs(ruled.bias[i]! - start[i]!) / (0.5 * r)).toBeCloseTo(1, 4);
     });
-    await runner.release();
   });
 
   test("regression losses: MSE and BCE-with-logits steps on float targets train", async () => {
