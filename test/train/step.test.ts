@@ -106,7 +106,7 @@ describe("training step", () => {
 
   test("parameter rules: a positive one is mirrored at zero and held at its least value; Adam moves a relative one by lr·size", async () => {
     const { x, y } = batch(16, 4);
-    const after = async (rules?: NetModel["rules"]) => {
+    const stepOnce = async (rules?: NetModel["rules"]) => {
       const net = tiny();
       net.rules = rules;
       const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "adam" } }), {
@@ -118,8 +118,8 @@ describe("training step", () => {
       await runner.release();
       return { fc: v("fc.weight"), bias: v("fc.bias") };
     };
-    const free = await after();
-    const ruled = await after(
+    const free = await stepOnce();
+    const ruled = await stepOnce(
       new Map([
         ["fc.weight", { positive: 0.45 }],
         ["fc.bias", { relativeTo: f32([3], [1, 0.01, 1e-4]) }],
