@@ -151,6 +151,7 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
   const features = new Set<string>();
   const parts = new Set<string>();
   let cpuModelLine = "";
+  let cpuModelName = "";
   for (const line of cpuinfo.split("\n")) {
     const m = /^([^:]+?)\s*:\s*(.*)$/.exec(line);
     if (!m) continue;
@@ -158,6 +159,7 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
     if (key === "features" || key === "flags") for (const x of m[2]!.split(/\s+/)) if (x) features.add(x);
     if (key === "cpu part") parts.add(m[2]!.trim().toLowerCase());
     if (key === "model" && /[A-Za-z]/.test(m[2]!)) cpuModelLine = m[2]!.trim(); // x86's "model" is a number
+    if (key === "model name" && !cpuModelName) cpuModelName = m[2]!.trim();
   }
   const dtModel = (f.deviceTreeModel ?? "").trim() || cpuModelLine;
   const tegra = f.nvTegraRelease ?? "";
@@ -210,6 +212,17 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
     );
   }
   if (id === "generic-arm64" && features.has("asimddp")) evidence.push("asimddp (dot product) in cpuinfo");
+  if (id === "generic-x64" && features.size) {
+    if (cpuModelName) evidence.push(`cpu: ${cpuModelName}`);
+    const vnni = features.has("avx512_vnni") || features.has("avx_vnni");
+    evidence.push(vnni ? "VNNI in cpuinfo (avx512_vnni/avx_vnni)" : "no VNNI in cpuinfo");
+    if (!vnni) {
+      warnings.push(
+        "no VNNI: onnxruntime's u8·s8 int8 kernels sum pairs of products in 16 bits and saturate when int8 weights " +
+          "go beyond ±64 (default session options); such a model drifts here and not on ARM boards",
+      );
+    }
+  }
   const cpuNames = [...parts].map((p) => ARM_PARTS[p] ?? p);
   if (cpuNames.length) evidence.push(`cpu: ${cpuNames.join(", ")}`);
   return {

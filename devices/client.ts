@@ -71,10 +71,41 @@ export interface HostTensor {
 
 export interface BatchResult {
   outputs: HostTensor[];
+  /** The batch's time on the board: onnxruntime's run call, or trtexec's median "Latency" (TensorRT). */
   ms: number;
   perSampleMs: number;
   correct: number | null;
   maxRSS: number;
+  runtime: "onnxruntime" | "tensorrt";
+  /** TensorRT: trtexec's median "GPU Compute Time" and the wall time of the whole trtexec call. */
+  gpuComputeMs?: number | null;
+  wallMs?: number;
+}
+
+/** How to run a model on the board. */
+export interface EvaluationOptions {
+  threads?: number;
+  config?: Record<string, unknown>;
+  /** onnxruntime (the installed backend; default) or tensorrt (trtexec on the board). */
+  runtime?: "onnxruntime" | "tensorrt";
+  /** TensorRT: the trtexec program on the board (default /usr/src/tensorrt/bin/trtexec, else PATH). */
+  trtexec?: string;
+  /** TensorRT: the inputs and their dims (batch included), whether to pass them as --shapes, int8 precision. */
+  inputs?: { name: string; dims: number[] }[];
+  dynamic?: boolean;
+  int8?: boolean;
+  /** TensorRT: inference iterations per batch (the latency is their median). */
+  iterations?: number;
+}
+
+/** What the board says about a TensorRT engine it built or found. */
+export interface TrtEngineInfo {
+  version: string | null;
+  trtexec: string;
+  engine: string;
+  cached: boolean;
+  buildMs: number;
+  argv: string[];
 }
 
 interface Pending {
@@ -348,9 +379,24 @@ export class AgentClient {
 
   async openEvaluation(
     model: string,
-    opts: { threads?: number; config?: Record<string, unknown> } = {},
-  ): Promise<{ session: number; sha256: string; inputs: string[]; outputs: string[] }> {
+    opts: EvaluationOptions = {},
+  ): Promise<{
+    session: number;
+    sha256: string;
+    inputs: string[];
+    outputs: string[];
+    runtime?: string;
+    tensorrt?: TrtEngineInfo;
+  }> {
     return (await this.request("evaluate.open", { model, ...opts })).header as never;
+  }
+
+  /** Build (or find) the TensorRT engine of a model on the board with trtexec. */
+  async buildEngine(
+    model: string,
+    opts: Pick<EvaluationOptions, "trtexec" | "inputs" | "dynamic" | "int8">,
+  ): Promise<TrtEngineInfo & { sha256: string }> {
+    return (await this.request("trt.build", { model, ...opts })).header as never;
   }
 
   async runBatch(
@@ -384,7 +430,11 @@ export class AgentClient {
       ms: Number(h.ms),
       perSampleMs: Number(h.perSampleMs),
       correct: (h.correct as number | null) ?? null,
-      maxRSS: Number(h.maxRSS),
+      maxRSS: Number(h.maxRSS) || 0,
+      runtime: h.runtime === "tensorrt" ? "tensorrt" : "onnxruntime",
+      ...(h.runtime === "tensorrt"
+        ? { gpuComputeMs: (h.gpuComputeMs as number | null) ?? null, wallMs: Number(h.wallMs) }
+        : {}),
     };
   }
 

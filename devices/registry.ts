@@ -1,7 +1,8 @@
 /**
  * The device registry: named boards in a JSON file (~/.config/qat/devices.json, or $QAT_DEVICES, or a path given
  * by the caller). Device URIs: `ssh://user@host[:port]` (host may be an ~/.ssh/config alias), `local`,
- * `emulated:rpi4`, `serial:///dev/ttyUSB0?baud=921600` (options: baud, frame, window, dead = seconds). With no device configured, the emulated Raspberry Pi 4 is the default.
+ * `emulated:rpi4`, `emulated:x64-haswell`, `serial:///dev/ttyUSB0?baud=921600` (options: baud, frame, window,
+ * dead = seconds). With no device configured, the emulated Raspberry Pi 4 is the default.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -9,14 +10,20 @@ import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../src/train/atomic.js";
 import { RegistryError } from "./errors.js";
 import type { Transport } from "./transport/channel.js";
-import { type EmulatorOptions, emulatedTransport, ensureEmulator } from "./transport/emulator.js";
+import {
+  EMULATED_BOARDS,
+  type EmulatedBoard,
+  type EmulatorOptions,
+  emulatedTransport,
+  ensureEmulator,
+} from "./transport/emulator.js";
 import { LocalTransport } from "./transport/local.js";
 import { openSerial } from "./transport/serial.js";
 import { connectSsh } from "./transport/ssh.js";
 
 export type DeviceAddress =
   | { kind: "local" }
-  | { kind: "emulated"; board: "rpi4" }
+  | { kind: "emulated"; board: EmulatedBoard }
   | { kind: "ssh"; host: string; user?: string; port?: number }
   | { kind: "serial"; path: string; baud: number; maxFrame?: number; window?: number; deadAfterMs?: number };
 
@@ -100,9 +107,10 @@ export function parseDeviceUri(uri: string): DeviceAddress {
   if (uri === "local") return { kind: "local" };
   if (uri.startsWith("emulated:")) {
     const board = uri.slice("emulated:".length);
-    if (board === "rpi4") return { kind: "emulated", board };
+    if ((EMULATED_BOARDS as readonly string[]).includes(board))
+      return { kind: "emulated", board: board as EmulatedBoard };
     throw new RegistryError("bad-uri", `unknown emulated board '${board}' in '${uri}'`, {
-      hint: "the emulated board is emulated:rpi4",
+      hint: `the emulated boards are ${EMULATED_BOARDS.map((b) => `emulated:${b}`).join(", ")}`,
     });
   }
   if (uri.startsWith("serial:")) return parseSerialUri(uri);
@@ -116,7 +124,7 @@ export function parseDeviceUri(uri: string): DeviceAddress {
     return { kind: "ssh", host, user: m[1], port };
   }
   throw new RegistryError("bad-uri", `'${uri}' is not a device URI`, {
-    hint: "use ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, or emulated:rpi4",
+    hint: "use ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, emulated:rpi4 or emulated:x64-haswell",
   });
 }
 
@@ -258,7 +266,7 @@ export async function openDevice(entry: DeviceEntry, opts: OpenOptions = {}): Pr
     case "local":
       return new LocalTransport({ node, home: entry.home, label: entry.name });
     case "emulated": {
-      const emu = await ensureEmulator(opts.emulator);
+      const emu = await ensureEmulator({ ...opts.emulator, board: addr.board });
       return emulatedTransport(emu, { home: entry.home, label: entry.name });
     }
     case "serial":

@@ -16,16 +16,26 @@
  *
  * This file is also imported by the host for the frame codec; `main()` runs only when it is the program.
  */
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
-import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { delimiter, dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const PROTOCOL_VERSION = 1;
 export const AGENT_VERSION = "0.1.0";
-export const CAPABILITIES = ["facts", "put", "models", "current", "rollback", "evaluate", "install"];
+export const CAPABILITIES = [
+  "facts",
+  "put",
+  "models",
+  "current",
+  "rollback",
+  "evaluate",
+  "install",
+  "tensorrt",
+];
 export const MAGIC = Uint8Array.of(0x51, 0x41, 0x54, 0x01); // "QAT" + frame format 1
 export const MAX_HEADER = 4 << 20;
 export const MAX_PAYLOAD = 512 << 20;
@@ -313,7 +323,11 @@ interface OrtSession {
 export class Agent {
   readonly home: string;
   private uploads = new Map<number, Upload>();
-  private sessions = new Map<number, { session: OrtSession; sha256: string; runs: number }>();
+  private sessions = new Map<
+    number,
+    | { kind: "ort"; session: OrtSession; sha256: string; runs: number }
+    | { kind: "tensorrt"; trt: TrtSession; sha256: string; runs: number }
+  >();
   private nextSession = 1;
   private ort?: OrtLike;
 
@@ -581,8 +595,14 @@ export class Agent {
       case "evaluate.close": {
         const s = this.sessions.get(Number(h.session));
         this.sessions.delete(Number(h.session));
-        if (s?.session.release) await s.session.release();
-        return { header: { runs: s?.runs ?? 0, maxRSS: process.resourceUsage().maxRSS * 1024 } };
+        if (s?.kind === "ort" && s.session.release) await s.session.release();
+        const maxRSS = s?.kind === "tensorrt" ? s.trt.peakRss : process.resourceUsage().maxRSS * 1024;
+        return { header: { runs: s?.runs ?? 0, maxRSS } };
+      }
+      case "trt.build": {
+        const sha = this.resolveModel(String(h.model ?? "current"));
+        const b = await this.trtBuild(sha, h);
+        return { header: { sha256: sha, ...b } };
       }
       case "bye":
         return { header: {} };
@@ -737,6 +757,40 @@ export class Agent {
 
   private async evalOpen(h: Header): Promise<Record<string, unknown>> {
     const sha = this.resolveModel(String(h.model ?? "current"));
+    if (h.runtime === "tensorrt") {
+      const b = await this.trtBuild(sha, h);
+      const id = this.nextSession++;
+      const trt: TrtSession = {
+        trtexec: b.trtexec,
+        engine: b.engine,
+        shapes: b.shapes,
+        inputs: b.inputs,
+        iterations: typeof h.iterations === "number" && h.iterations >= 1 ? Math.floor(h.iterations) : 10,
+        peakRss: 0,
+      };
+      this.sessions.set(id, { kind: "tensorrt", trt, sha256: sha, runs: 0 });
+      return {
+        session: id,
+        sha256: sha,
+        inputs: b.inputs.map((i) => i.name),
+        outputs: [],
+        runtime: "tensorrt",
+        tensorrt: {
+          version: b.version,
+          trtexec: b.trtexec,
+          engine: b.engine,
+          cached: b.cached,
+          buildMs: b.buildMs,
+          argv: b.argv,
+        },
+      };
+    }
+    if (h.runtime !== undefined && h.runtime !== "onnxruntime") {
+      throw new AgentFailure(
+        "bad-request",
+        `unknown runtime '${String(h.runtime)}' (onnxruntime or tensorrt)`,
+      );
+    }
     const ort = this.loadOrt();
     const opts: Record<string, unknown> = {
       graphOptimizationLevel: "all",
@@ -757,8 +811,178 @@ export class Agent {
       throw new AgentFailure("model-load", `onnxruntime cannot load model ${sha}: ${(e as Error).message}`);
     }
     const id = this.nextSession++;
-    this.sessions.set(id, { session, sha256: sha, runs: 0 });
-    return { session: id, sha256: sha, inputs: session.inputNames, outputs: session.outputNames };
+    this.sessions.set(id, { kind: "ort", session, sha256: sha, runs: 0 });
+    return {
+      session: id,
+      sha256: sha,
+      inputs: session.inputNames,
+      outputs: session.outputNames,
+      runtime: "onnxruntime",
+    };
+  }
+
+  /**
+   * Build (or find, cached beside the model) a TensorRT engine of model `sha` with trtexec: the inputs' shapes
+   * come from the host (`inputs`: name and dims, batch included; `dynamic`: pass them as --shapes), `int8`
+   * enables int8 precision (QDQ models: explicit quantization with the model's own scales).
+   */
+  private async trtBuild(
+    sha: string,
+    h: Header,
+  ): Promise<{
+    trtexec: string;
+    version: string | null;
+    engine: string;
+    cached: boolean;
+    buildMs: number;
+    shapes: string | null;
+    inputs: { name: string; dims: number[] }[];
+    argv: string[];
+  }> {
+    const inputs = Array.isArray(h.inputs) ? (h.inputs as { name?: unknown; dims?: unknown }[]) : [];
+    if (
+      !inputs.length ||
+      !inputs.every(
+        (i) =>
+          typeof i.name === "string" &&
+          Array.isArray(i.dims) &&
+          i.dims.every((d) => Number.isInteger(d) && (d as number) > 0),
+      )
+    ) {
+      throw new AgentFailure("bad-request", "tensorrt needs every input's name and whole-number dims");
+    }
+    const ins = inputs.map((i) => ({ name: i.name as string, dims: i.dims as number[] }));
+    const shapes = h.dynamic === true ? trtShapesSpec(ins) : null;
+    const trtexec = findTrtexec(typeof h.trtexec === "string" ? h.trtexec : undefined);
+    const help = await runTool(trtexec, ["--help"], 120_000);
+    const version = trtVersion(help.stdout + help.stderr);
+    const argv = trtBuildArgs(this.modelPath(sha), "ENGINE", { version, shapes, int8: h.int8 === true });
+    const key = createHash("sha256")
+      .update(JSON.stringify({ version, argv: argv.filter((a) => !a.startsWith("--onnx=")) }))
+      .digest("hex")
+      .slice(0, 16);
+    const dir = join(this.home, "models", sha, "tensorrt");
+    const engine = join(dir, `${key}.plan`);
+    const shown = (a: string): string => (a.startsWith("--saveEngine=") ? `--saveEngine=${engine}` : a);
+    if (fs.existsSync(engine)) {
+      return {
+        trtexec,
+        version,
+        engine,
+        cached: true,
+        buildMs: 0,
+        shapes,
+        inputs: ins,
+        argv: argv.map(shown),
+      };
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    const tmp = `${engine}.${process.pid}.tmp`;
+    const real = argv.map((a) => (a === "--saveEngine=ENGINE" ? `--saveEngine=${tmp}` : a));
+    const t0 = Date.now();
+    const r = await runTool(trtexec, real, 3_600_000);
+    if (r.code !== 0 || /&&&& FAILED/.test(r.stdout) || !fs.existsSync(tmp)) {
+      fs.rmSync(tmp, { force: true });
+      throw new AgentFailure(
+        "trt-build-failed",
+        `${trtexec} could not build an engine from model ${sha.slice(0, 16)} (exit ${r.code}): ${logTail(r)}`,
+      );
+    }
+    fs.renameSync(tmp, engine);
+    fsyncDir(dir);
+    return {
+      trtexec,
+      version,
+      engine,
+      cached: false,
+      buildMs: Date.now() - t0,
+      shapes,
+      inputs: ins,
+      argv: real.map(shown),
+    };
+  }
+
+  /** One batch through trtexec: inputs as raw files (--loadInputs), outputs from --exportOutput's JSON. */
+  private async trtBatch(
+    s: { trt: TrtSession; runs: number },
+    h: Header,
+    payload: Uint8Array,
+  ): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
+    const trt = s.trt;
+    const refs = h.inputs as TensorRef[];
+    const tag = `trt-${process.pid}-${Number(h.session)}-${s.runs}`;
+    const files: string[] = [];
+    const out = join(this.home, "tmp", `${tag}-out.json`);
+    const loads: string[] = [];
+    try {
+      for (const [i, ref] of refs.entries()) {
+        const want = trt.inputs.find((x) => x.name === ref.name);
+        if (!want)
+          throw new AgentFailure("bad-request", `input '${ref.name}' is not one the engine was built for`);
+        if (ref.dtype !== "float32" || ref.dims.join("x") !== want.dims.join("x")) {
+          throw new AgentFailure(
+            "bad-request",
+            `input '${ref.name}': the engine takes float32 [${want.dims}], got ${ref.dtype} [${ref.dims}]`,
+          );
+        }
+        const f = join(this.home, "tmp", `${tag}-in${i}.bin`);
+        if (/[,:]/.test(f))
+          throw new AgentFailure("bad-request", `the agent home ${this.home} has ',' or ':' in it`);
+        fs.writeFileSync(f, payload.subarray(ref.offset, ref.offset + ref.length));
+        files.push(f);
+        loads.push(`${trtName(ref.name)}:${f}`);
+      }
+      const argv = [
+        `--loadEngine=${trt.engine}`,
+        `--loadInputs=${loads.join(",")}`,
+        `--exportOutput=${out}`,
+        ...(trt.shapes ? [`--shapes=${trt.shapes}`] : []),
+        `--iterations=${trt.iterations}`,
+        "--warmUp=0",
+        "--duration=0",
+      ];
+      const r = await runTool(trt.trtexec, argv, 600_000);
+      trt.peakRss = Math.max(trt.peakRss, r.peakRss);
+      if (r.code !== 0 || /&&&& FAILED/.test(r.stdout) || !fs.existsSync(out)) {
+        throw new AgentFailure("run-failed", `trtexec failed (exit ${r.code}): ${logTail(r)}`);
+      }
+      const perf = parseTrtPerformance(r.stdout);
+      if (!perf.latency) {
+        throw new AgentFailure("run-failed", `trtexec printed no 'Latency:' summary: ${logTail(r)}`);
+      }
+      const exported = parseTrtOutputs(fs.readFileSync(out, "utf8"));
+      const names =
+        Array.isArray(h.outputs) && h.outputs.length ? (h.outputs as string[]) : exported.map((o) => o.name);
+      const tensors = names.map((n) => {
+        const o = exported.find((x) => x.name === n);
+        if (!o) {
+          throw new AgentFailure(
+            "run-failed",
+            `trtexec exported no output '${n}' (it has ${exported.map((x) => x.name).join(", ")})`,
+          );
+        }
+        return { name: n, dtype: "float32", dims: o.dims, data: o.values };
+      });
+      s.runs++;
+      const packed = packTensors(tensors);
+      const batch = refs[0]?.dims[0] ?? 1;
+      const ms = perf.latency.median;
+      return {
+        header: {
+          outputs: packed.refs,
+          ms,
+          perSampleMs: ms / Math.max(1, batch),
+          correct: countCorrect(h, payload, tensors[0]!.data),
+          maxRSS: trt.peakRss,
+          runtime: "tensorrt",
+          gpuComputeMs: perf.gpuCompute?.median ?? null,
+          wallMs: r.ms,
+        },
+        payload: packed.payload,
+      };
+    } finally {
+      for (const f of [...files, out]) fs.rmSync(f, { force: true });
+    }
   }
 
   private async evalBatch(
@@ -767,6 +991,7 @@ export class Agent {
   ): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
     const s = this.sessions.get(Number(h.session));
     if (!s) throw new AgentFailure("bad-request", `no evaluation session ${String(h.session)}`);
+    if (s.kind === "tensorrt") return this.trtBatch(s, h, payload);
     const ort = this.loadOrt();
     const feeds: Record<string, OrtTensor> = {};
     let batch = 1;
@@ -791,30 +1016,244 @@ export class Agent {
         return { name: n, dtype: t.type, dims: [...t.dims], data: t.data as ArrayBufferView };
       }),
     );
-    let correct: number | null = null;
-    if (h.labels) {
-      const labels = unpackTensor(h.labels as TensorRef, payload) as BigInt64Array;
-      const first = res[names[0]!]!;
-      const data = first.data as Float32Array;
-      const k = data.length / labels.length;
-      correct = 0;
-      for (let i = 0; i < labels.length; i++) {
-        let best = 0;
-        for (let j = 1; j < k; j++) if (data[i * k + j]! > data[i * k + best]!) best = j;
-        if (BigInt(best) === labels[i]) correct++;
-      }
-    }
     return {
       header: {
         outputs: packed.refs,
         ms,
         perSampleMs: ms / Math.max(1, batch),
-        correct,
+        correct: countCorrect(h, payload, res[names[0]!]!.data as Float32Array),
         maxRSS: process.resourceUsage().maxRSS * 1024,
+        runtime: "onnxruntime",
       },
       payload: packed.payload,
     };
   }
+}
+
+/** Top-1 hits of a batch against the labels the host sent along (null without labels). */
+function countCorrect(h: Header, payload: Uint8Array, first: ArrayLike<number>): number | null {
+  if (!h.labels) return null;
+  const labels = unpackTensor(h.labels as TensorRef, payload) as BigInt64Array;
+  const k = first.length / labels.length;
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (first[i * k + j]! > first[i * k + best]!) best = j;
+    if (BigInt(best) === labels[i]) correct++;
+  }
+  return correct;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TensorRT through trtexec (NVIDIA's command-line tool on JetPack: /usr/src/tensorrt/bin/trtexec). Unverified on
+// real Jetson hardware: the flags and formats follow trtexec's documented options (TensorRT 8.2 … 10.x), and the
+// tests drive a stand-in trtexec that implements them with onnxruntime.
+
+interface TrtSession {
+  trtexec: string;
+  engine: string;
+  /** The --shapes spec (dynamic inputs), or null when the model's shapes are fixed. */
+  shapes: string | null;
+  inputs: { name: string; dims: number[] }[];
+  iterations: number;
+  /** Largest resident size seen of the trtexec processes (sampled from /proc), bytes. */
+  peakRss: number;
+}
+
+/** Where trtexec is on a board: a given path, JetPack's /usr/src/tensorrt/bin/trtexec, or PATH. */
+export const TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec";
+
+export function findTrtexec(given?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const isFile = (p: string): boolean => {
+    try {
+      return fs.statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  const onPath = (name: string): string | undefined =>
+    (env.PATH ?? "")
+      .split(delimiter)
+      .filter(Boolean)
+      .map((d) => join(d, name))
+      .find(isFile);
+  if (given) {
+    const found = given.includes("/") ? (isFile(given) ? given : undefined) : onPath(given);
+    if (!found) throw new AgentFailure("trtexec-missing", `trtexec '${given}' is not on the board`);
+    return found;
+  }
+  const found = isFile(TRTEXEC_DEFAULT) ? TRTEXEC_DEFAULT : onPath("trtexec");
+  if (!found) {
+    throw new AgentFailure(
+      "trtexec-missing",
+      `trtexec is not on the board (looked for ${TRTEXEC_DEFAULT} and trtexec on PATH); ` +
+        "it comes with JetPack's TensorRT (apt-get install tensorrt, or nvidia-jetpack)",
+    );
+  }
+  return found;
+}
+
+/** TensorRT's version from trtexec's banner "[TensorRT v8601]" (8.6.1) or "[TensorRT v100300]" (10.3.0). */
+export function trtVersion(log: string): string | null {
+  const m = /\[TensorRT v(\d+)\]/.exec(log);
+  if (!m) return null;
+  const n = Number(m[1]);
+  return n >= 100000
+    ? `${Math.floor(n / 10000)}.${Math.floor(n / 100) % 100}.${n % 100}`
+    : `${Math.floor(n / 1000)}.${Math.floor(n / 100) % 10}.${n % 100}`;
+}
+
+/** An input name as trtexec's specs want it: wrapped in single quotes when it holds ':' or ','. */
+function trtName(name: string): string {
+  return /[:,]/.test(name) ? `'${name}'` : name;
+}
+
+/** trtexec's --shapes spec, e.g. "x:32x1x28x28". */
+export function trtShapesSpec(inputs: { name: string; dims: number[] }[]): string {
+  return inputs.map((i) => `${trtName(i.name)}:${i.dims.join("x")}`).join(",");
+}
+
+/**
+ * The trtexec arguments that build an engine: --int8 for QDQ models (before TensorRT 11 explicit quantization
+ * still needs the int8 builder flag; 11 builds strongly typed networks and dropped it), --skipInference
+ * (--buildOnly before 8.6), --shapes for dynamic inputs (at build time it sets min = opt = max).
+ */
+export function trtBuildArgs(
+  onnx: string,
+  engine: string,
+  o: { version: string | null; shapes: string | null; int8: boolean },
+): string[] {
+  const [major, minor] = (o.version ?? "10.0").split(".").map(Number) as [number, number];
+  const args = [`--onnx=${onnx}`, `--saveEngine=${engine}`];
+  if (o.int8 && major < 11) args.push("--int8");
+  if (o.shapes) args.push(`--shapes=${o.shapes}`);
+  args.push(major > 8 || (major === 8 && minor >= 6) ? "--skipInference" : "--buildOnly");
+  return args;
+}
+
+export interface TrtTiming {
+  min: number;
+  max: number;
+  mean: number;
+  median: number;
+  /** percentile → ms, e.g. { 90: …, 95: …, 99: … }. */
+  percentiles: Record<string, number>;
+}
+
+/** The "=== Performance summary ===" lines of trtexec: "Latency: min = … ms, …, median = … ms, percentile(99%) = … ms". */
+export function parseTrtPerformance(log: string): {
+  latency?: TrtTiming;
+  gpuCompute?: TrtTiming;
+  throughput?: number;
+} {
+  const timing = (label: string): TrtTiming | undefined => {
+    const line = log
+      .split("\n")
+      .find((l) => new RegExp(`\\] ${label}: min = |^${label}: min = `).test(l.trim()));
+    if (!line) return undefined;
+    const num = (k: string): number =>
+      Number(new RegExp(`${k} = ([-+0-9.eE]+) ms`).exec(line)?.[1] ?? Number.NaN);
+    const percentiles: Record<string, number> = {};
+    for (const m of line.matchAll(/percentile\(([0-9.]+)%\) = ([-+0-9.eE]+) ms/g))
+      percentiles[m[1]!] = Number(m[2]);
+    const t = { min: num("min"), max: num("max"), mean: num("mean"), median: num("median"), percentiles };
+    return Number.isFinite(t.median) ? t : undefined;
+  };
+  const tp = /Throughput: ([0-9.eE+-]+) qps/.exec(log);
+  return {
+    latency: timing("Latency"),
+    gpuCompute: timing("GPU Compute Time"),
+    throughput: tp ? Number(tp[1]) : undefined,
+  };
+}
+
+/**
+ * trtexec's --exportOutput file: a JSON list of { "name", "dimensions": "1x10", "values": [ … ] }, where values are
+ * printed by C++ streams (six significant digits; "nan", "inf", "-inf" are not JSON, so they are read here).
+ */
+export function parseTrtOutputs(text: string): { name: string; dims: number[]; values: Float32Array }[] {
+  const json = text.replace(/(?<=[[,\s])(-?)(nan|inf)(?=[\s,\]])/gi, (_m, sign: string, what: string) =>
+    what.toLowerCase() === "nan" ? '"NaN"' : `"${sign}Infinity"`,
+  );
+  let list: unknown;
+  try {
+    list = JSON.parse(json);
+  } catch (e) {
+    throw new AgentFailure(
+      "run-failed",
+      `trtexec's --exportOutput file is not JSON: ${(e as Error).message}`,
+    );
+  }
+  if (!Array.isArray(list))
+    throw new AgentFailure("run-failed", "trtexec's --exportOutput file is not a list");
+  return list.map((o: { name?: unknown; dimensions?: unknown; values?: unknown }) => {
+    if (typeof o?.name !== "string" || typeof o.dimensions !== "string" || !Array.isArray(o.values)) {
+      throw new AgentFailure(
+        "run-failed",
+        "trtexec's --exportOutput entries need name, dimensions and values",
+      );
+    }
+    const dims = o.dimensions.split("x").map(Number);
+    const values = Float32Array.from(o.values as (number | string)[], Number);
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (dims.some((d) => !Number.isInteger(d) || d < 0) || count !== values.length) {
+      throw new AgentFailure(
+        "run-failed",
+        `trtexec exported '${o.name}' as ${o.dimensions} with ${values.length} values`,
+      );
+    }
+    return { name: o.name, dims, values };
+  });
+}
+
+function logTail(r: { stdout: string; stderr: string }): string {
+  const lines = `${r.stdout}\n${r.stderr}`
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const errors = lines.filter((l) => /\[E\]|error|FAILED/i.test(l));
+  return (errors.length ? errors : lines).slice(-4).join(" | ").slice(0, 1500);
+}
+
+/** Run a program (argv, no shell) to completion; its resident peak is sampled from /proc while it runs. */
+function runTool(
+  file: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; peakRss: number }> {
+  return new Promise((resolveRun, reject) => {
+    const t0 = Date.now();
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let peakRss = 0;
+    const sample = (): void => {
+      const st = child.pid ? readText(`/proc/${child.pid}/status`) : null;
+      const m = st ? /VmHWM:\s+(\d+) kB/.exec(st) : null;
+      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
+    };
+    const poll = setInterval(sample, 20);
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.once("error", (e) => {
+      clearInterval(poll);
+      clearTimeout(timer);
+      reject(new AgentFailure("trtexec-missing", `cannot start ${file}: ${e.message}`));
+    });
+    child.once("exit", () => sample());
+    child.once("close", (code) => {
+      clearInterval(poll);
+      clearTimeout(timer);
+      resolveRun({
+        code,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        ms: Date.now() - t0,
+        peakRss,
+      });
+    });
+  });
 }
 
 /** Run the agent on a byte stream until the host says bye or the stream ends. */

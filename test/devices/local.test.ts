@@ -158,9 +158,18 @@ describe("local agent end to end", () => {
     expect(r.samples).toBe(n);
     expect(r.batchLatencyMs.max).toBeGreaterThan(0);
     expect(r.output.scale).toBeCloseTo(0.05, 7);
-    expect(r.output.maxSteps).toBe(0);
-    expect(r.layers[0]).toMatchObject({ name: "mm", maxAbs: 0 });
-    expect(r.layers[0]!.maxSteps).toBeUndefined(); // MatMul output: not a dequantized value
+    expect(r.output).toMatchObject({ maxSteps: 0, stepKind: "dequantize", changed: 0 });
+    expect(r.layers[0]).toMatchObject({
+      name: "mm",
+      maxAbs: 0,
+      op: "MatMul",
+      ops: ["MatMul"],
+      diverged: false,
+    });
+    // a MatMul of a float input: no quantization step of its own, so steps of its range (max − min) / 255
+    expect(r.layers[0]!.stepKind).toBe("range");
+    expect(r.firstDivergence).toBeNull();
+    expect(r.probe).toEqual({ host: 0, board: 0 });
     expect(r.perClass.map((c) => c.count)).toEqual([4, 3, 3]);
   });
 

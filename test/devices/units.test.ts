@@ -16,11 +16,11 @@ import {
   resolveDevice,
 } from "../../devices/registry.js";
 import { shellJoin } from "../../devices/transport/channel.js";
-import { RPI4_CPUINFO } from "../../devices/transport/emulator.js";
+import { HASWELL_CPUINFO, RPI4_CPUINFO } from "../../devices/transport/emulator.js";
 import { addKnownHost, parseKnownHosts, verifyHostKey } from "../../devices/transport/known-hosts.js";
 import { LocalTransport } from "../../devices/transport/local.js";
 import { connectSsh, resolveSsh } from "../../devices/transport/ssh.js";
-import { stats } from "../../devices/validate.js";
+import { difference, stats } from "../../devices/validate.js";
 
 const dir = mkdtempSync(join(tmpdir(), "qat-units-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -227,6 +227,10 @@ describe("device registry", () => {
     expect(parseDeviceUri("ssh://root@[::1]:22")).toMatchObject({ host: "::1", port: 22 });
     expect(parseDeviceUri("local")).toEqual({ kind: "local" });
     expect(parseDeviceUri("emulated:rpi4")).toEqual({ kind: "emulated", board: "rpi4" });
+    expect(parseDeviceUri("emulated:x64-haswell")).toEqual({ kind: "emulated", board: "x64-haswell" });
+    expect(() => parseDeviceUri("emulated:pi9")).toThrow(
+      /the emulated boards are emulated:rpi4, emulated:x64-haswell/,
+    );
     for (const bad of ["ssh://", "ssh://a@b:99999", "http://x", "emulated:pi9", "pi@host"]) {
       const e = (() => {
         try {
@@ -301,11 +305,52 @@ describe("board detection", () => {
     expect(oldArm.warnings[0]).toMatch(/2.28/);
     expect(detectBoard({ arch: "x64", machine: "x86_64" }).profile.id).toBe("generic-x64");
   });
+
+  it("says when an x86-64 board has no VNNI (its u8·s8 int8 kernels saturate)", () => {
+    const haswell = detectBoard({ arch: "x64", machine: "x86_64", cpuinfo: HASWELL_CPUINFO, glibc: "2.36" });
+    expect(haswell.profile.id).toBe("generic-x64");
+    expect(haswell.evidence).toEqual([
+      "machine: x86_64",
+      "cpu: Intel Core Processor (Haswell, no TSX)",
+      "no VNNI in cpuinfo",
+    ]);
+    expect(haswell.warnings).toEqual([expect.stringMatching(/^no VNNI: .*16 bits and saturate .*±64/)]);
+    const vnni = detectBoard({
+      arch: "x64",
+      machine: "x86_64",
+      cpuinfo: "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_vnni\n",
+    });
+    expect(vnni.evidence).toContain("VNNI in cpuinfo (avx512_vnni/avx_vnni)");
+    expect(vnni.warnings).toEqual([]);
+  });
 });
 
 describe("stats", () => {
   it("takes nearest-rank percentiles", () => {
     const s = stats(Array.from({ length: 100 }, (_, i) => 100 - i));
     expect(s).toMatchObject({ p50: 50, p90: 90, p99: 99, max: 100, mean: 50.5 });
+  });
+});
+
+describe("output differences", () => {
+  it("counts |host − board| in bins of ½, 1, 2, 4 … quantization steps, and the share that changed", () => {
+    const host = Float32Array.of(0, 1, 2, 3, 4, 5, 6, 7);
+    const board = Float32Array.of(0, 1, 2.1, 3.2, 4.6, 6, 8, 10);
+    const d = difference("y", host, board, [2, 4], {
+      kind: "dequantize",
+      scale: Float32Array.of(0.5),
+      axis: -1,
+    });
+    expect(d.maxAbs).toBeCloseTo(3, 6);
+    expect(d.maxSteps).toBeCloseTo(6, 5);
+    expect(d.changed).toBe(6 / 8);
+    // |Δ| = 0, 0, 0.1, 0.2, 0.6, 1, 2, 3 against edges 0, 0.25, 0.5, 1, 2, 4
+    expect(d.histogram).toEqual({ edges: [0, 0.25, 0.5, 1, 2, 4], counts: [4, 0, 1, 1, 2] });
+    const same = difference("y", host, host, [8], {
+      kind: "dequantize",
+      scale: Float32Array.of(0.5),
+      axis: -1,
+    });
+    expect(same.histogram).toEqual({ edges: [0, 0.25], counts: [8] });
   });
 });

@@ -15,7 +15,13 @@ import {
 } from "../../devices/registry.js";
 import { connectAgent, setupDevice } from "../../devices/setup.js";
 import type { Transport } from "../../devices/transport/channel.js";
-import { DEBIAN_PACKAGES, emulatorPrerequisites, ensureEmulator } from "../../devices/transport/emulator.js";
+import {
+  EMULATED_BOARDS,
+  type EmulatedBoard,
+  emulatedBoard,
+  emulatorPrerequisites,
+  ensureEmulator,
+} from "../../devices/transport/emulator.js";
 import { listSerialPorts } from "../../devices/transport/serial.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
@@ -69,11 +75,14 @@ export function deviceCommand(): Command {
   device
     .command("add")
     .description(
-      "register a board: ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, emulated:rpi4",
+      "register a board: ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, emulated:rpi4, emulated:x64-haswell",
     )
     .argument("<name>", "a name for the board")
     .argument("[uri]", "where it is")
-    .option("--emulated <board>", "an emulated board instead of a URI (rpi4)")
+    .option(
+      "--emulated <board>",
+      "an emulated board instead of a URI: rpi4 (Raspberry Pi 4, arm64) or x64-haswell (x86-64 without VNNI)",
+    )
     .option("--key <file>", "ssh: private key file")
     .option("--node <path>", "the board's node command")
     .option("--home <dir>", "the agent's home on the board")
@@ -256,28 +265,37 @@ export function deviceCommand(): Command {
 
   const emulator = device
     .command("emulator")
-    .description("the emulated Raspberry Pi 4 (qemu-user, arm64 Node.js)");
+    .description(
+      "the emulated boards (qemu-user): rpi4 (arm64 Raspberry Pi 4), x64-haswell (x86-64 without VNNI)",
+    );
   emulator
     .command("setup")
-    .description("check the Debian packages, fetch arm64 Node.js (npm pack) and prepare the emulated board")
+    .description(
+      "check the Debian packages, fetch the board's Node.js (npm pack) and prepare the emulated board",
+    )
+    .argument("[board]", `${EMULATED_BOARDS.join(" or ")}`, "rpi4")
     .option("--json", "print one JSON object as the last line of stdout", false)
-    .action(async (f: { json?: boolean }) => {
-      const missing = emulatorPrerequisites();
+    .action(async (board: string, f: { json?: boolean }) => {
+      if (!(EMULATED_BOARDS as readonly string[]).includes(board))
+        throw new UsageError(`there is no emulated board '${board}'; choose ${EMULATED_BOARDS.join(" or ")}`);
+      const spec = emulatedBoard(board);
+      const missing = emulatorPrerequisites(board as EmulatedBoard);
       if (missing.length) {
         throw new RegistryError(
           "emulator-prerequisites",
-          `cannot emulate a Raspberry Pi 4: ${missing.join("; ")}`,
+          `cannot emulate a ${spec.title}: ${missing.join("; ")}`,
           {
-            device: "emulated:rpi4",
-            hint: `install with: apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`,
+            device: `emulated:${board}`,
+            hint: `install with: apt-get install -y ${spec.packages.join(" ")}`,
           },
         );
       }
-      const emu = await ensureEmulator();
-      emit(f, `emulated Raspberry Pi 4 ready: ${emu.node} (arm64 Node.js ${emu.arm64Node}, ${emu.qemu})`, {
-        ready: true,
-        ...emu,
-      });
+      const emu = await ensureEmulator({ board: board as EmulatedBoard });
+      emit(
+        f,
+        `emulated ${spec.title} ready: ${emu.node} (${spec.arch} Node.js ${emu.arm64Node}, ${emu.qemu} -cpu ${spec.cpu})`,
+        { ready: true, ...emu },
+      );
     });
 
   return device;
