@@ -2,12 +2,15 @@
  * The main job on the bundled defaults, through the library API — what `npm run main` runs:
  *
  *   1. train mnist-cnn on MNIST in float (1 epoch)
- *   2. quantization-aware training from those weights (1 epoch, qconfig ort-cpu)
- *   3. export int8 QDQ ONNX, with the parity check against the simulation on the 10,000 test images
- *   4. set up the default board — the emulated Raspberry Pi 4 (arm64 Node under qemu, ONNX Runtime's ARM
+ *   2. per-layer quantization sensitivity of the float model (post-training, one layer at a time)
+ *   3. quantization-aware training from those weights (1 epoch, qconfig ort-cpu)
+ *   4. export int8 QDQ ONNX, with the parity check against the simulation on the 10,000 test images
+ *   5. set up the default board — the emulated Raspberry Pi 4 (arm64 Node under qemu, ONNX Runtime's ARM
  *      kernels) — deploy the model, and validate it there against the host: the drift table
+ *   6. the HTML report of the run (`qat report`)
  *
- * Data comes from ../shared/data, QAT_DATA_DIR or the download cache. Everything lands in runs/main-<time>/.
+ * Data comes from ../shared/data, QAT_DATA_DIR or the download cache. Everything lands in runs/main-<time>/:
+ * float/ and qat/ (run folders), sensitivity.json, model.int8.onnx, device-report.json and report.html.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,9 +18,15 @@ import { deployModel } from "../devices/deploy.js";
 import { installDebianPackages } from "../devices/packages.js";
 import { openDevice, resolveDevice } from "../devices/registry.js";
 import { setupDevice } from "../devices/setup.js";
+import { resolveSimulation } from "../devices/simulation.js";
 import { DEBIAN_PACKAGES } from "../devices/transport/emulator.js";
 import { formatFleet, validateFleet } from "../devices/validate.js";
 import { exportToFile } from "../src/export/export.js";
+import { decodeModel } from "../src/onnx/codec.js";
+import { openFloatRun } from "../src/quant/float-run.js";
+import { sensitivity } from "../src/quant/sensitivity.js";
+import { writeReport } from "../src/report/index.js";
+import { writeFileAtomic } from "../src/train/atomic.js";
 import type { Dataset } from "../src/train/data/dataset.js";
 import { openNamedDataset } from "../src/train/data/named.js";
 import { train } from "../src/train/trainer.js";
@@ -30,22 +39,43 @@ function evalSet(ds: Dataset, n: number) {
   const size = ds.inputShape.reduce((a, b) => a * b, 1);
   const inputs = new Float32Array(n * size);
   const labels = new BigInt64Array(n);
-  ds.fill(Array.from({ length: n }, (_, i) => i), inputs, labels);
+  ds.fill(
+    Array.from({ length: n }, (_, i) => i),
+    inputs,
+    labels,
+  );
   return { inputs, sampleShape: [...ds.inputShape], labels: Array.from(labels, Number) };
 }
 
 async function main(): Promise<void> {
   const shared = join(process.cwd(), "..", "shared", "data");
   const dataDir = existsSync(shared) ? shared : undefined;
-  const run = join("runs", `main-${new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)}`);
+  const run = join(
+    "runs",
+    `main-${new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)}`,
+  );
 
-  say("== 1/4 float training: mnist-cnn on MNIST, 1 epoch");
+  say("== 1/6 float training: mnist-cnn on MNIST, 1 epoch");
   let progress = trainProgress();
-  const float = await train({ model: "mnist-cnn", data: "mnist", dataDir, epochs: 1, seed: 1 }, { out: join(run, "float"), hooks: progress });
+  const float = await train(
+    { model: "mnist-cnn", data: "mnist", dataDir, epochs: 1, seed: 1 },
+    { out: join(run, "float"), hooks: progress },
+  );
   progress.stop();
-  say(`float test accuracy ${(100 * float.test_accuracy).toFixed(2)}% (${Math.round(float.samples_per_s)} samples/s)`);
+  say(
+    `float test accuracy ${(100 * float.test_accuracy).toFixed(2)}% (${Math.round(float.samples_per_s)} samples/s)`,
+  );
 
-  say("== 2/4 quantization-aware training (ort-cpu: uint8 activations, int8 per-channel weights), 1 epoch");
+  say("== 2/6 per-layer sensitivity of the float model (ort-cpu, one layer quantized at a time)");
+  const fr = await openFloatRun(float.run, { dataDir });
+  const sens = await sensitivity(fr.net, fr.train, fr.test, { preset: "ort-cpu" });
+  writeFileAtomic(join(run, "sensitivity.json"), `${JSON.stringify(sens, null, 2)}\n`);
+  say(
+    `${sens.layers.map((l) => `${l.layer} ${l.delta > 0 ? "+" : ""}${(100 * l.delta).toFixed(2)} pt`).join(", ")} ` +
+      `(float ${(100 * sens.float).toFixed(2)}%, all layers ${(100 * sens.quantized).toFixed(2)}%)`,
+  );
+
+  say("== 3/6 quantization-aware training (ort-cpu: uint8 activations, int8 per-channel weights), 1 epoch");
   progress = trainProgress();
   const qat = await train(
     {
@@ -63,7 +93,7 @@ async function main(): Promise<void> {
   progress.stop();
   say(`QAT (fake-quant simulation) test accuracy ${(100 * qat.test_accuracy).toFixed(2)}%`);
 
-  say("== 3/4 int8 export with the parity check");
+  say("== 4/6 int8 export with the parity check");
   const test = await openNamedDataset("mnist", { split: "test", dataDir });
   const out = join(run, "model.int8.onnx");
   const ex = await exportToFile(qat.run, out, { data: test });
@@ -76,7 +106,7 @@ async function main(): Promise<void> {
   if (!ex.written) throw new Error(`the export did not pass its parity check; nothing written`);
   say(`wrote ${out}`);
 
-  say("== 4/4 the board: deploy and validate on the default device");
+  say("== 5/6 the board: deploy and validate on the default device");
   const device = resolveDevice(undefined);
   if (device.uri.startsWith("emulated:")) installDebianPackages(DEBIAN_PACKAGES, say);
   const t = await openDevice(device);
@@ -89,11 +119,28 @@ async function main(): Promise<void> {
     await t.close();
   }
   const limit = Number(process.env.QAT_MAIN_BOARD_SAMPLES ?? 1000);
-  const report = await validateFleet(readFileSync(out), evalSet(test, limit), [
-    { name: device.name, open: () => openDevice(device) },
-  ]);
+  const bytes = readFileSync(out);
+  // the fake-quant simulation runs beside the board and the host: the QAT checkpoint the export recorded
+  const simulation = resolveSimulation(decodeModel(bytes, { path: out }), { modelPath: out });
+  const report = await validateFleet(
+    bytes,
+    evalSet(test, limit),
+    [{ name: device.name, open: () => openDevice(device) }],
+    {
+      simulation,
+    },
+  );
   say(formatFleet(report));
+  // the same object `qat validate --json` prints, for `qat report --device-report`
+  const deviceReport = join(run, "device-report.json");
+  writeFileAtomic(deviceReport, `${JSON.stringify({ model: out, dataset: "mnist", ...report }, null, 2)}\n`);
   if (report.exceeded) process.exitCode = 1;
+
+  say("== 6/6 the report");
+  const html = await writeReport(run, { deviceReport });
+  say(
+    `wrote ${html.out} (${html.charts.length} charts): open it in a browser, or again with 'qat report ${run}'`,
+  );
 }
 
 main().catch((e: Error & { hint?: string }) => {

@@ -30,6 +30,13 @@ export * from "./train/metrics.js";
 export { train, evaluate, RUN_FILES, TrainError, type TrainResult, type TrainHooks } from "./train/trainer.js";
 export * as data from "./train/data/index.js";
 
+// quantization-aware training and int8 export
+export * from "./quant/index.js";
+export * from "./export/index.js";
+
 // runtime
 export * from "./runtime/session.js";
 export * from "./runtime/evaluate.js";
+
+// reports
+export * from "./report/index.js";

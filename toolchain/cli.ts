@@ -13,6 +13,7 @@ import { verifyCommand } from "./commands/verify.js";
 import { deviceCommand } from "./commands/device.js";
 import { deployCommand } from "./commands/deploy.js";
 import { validateCommand } from "./commands/validate.js";
+import { reportCommand } from "./commands/report.js";
 import { exitCodeFor, reportError } from "./output.js";
 
 /** The `qat` program: each command is a thin shell over a library function. */
@@ -34,6 +35,7 @@ export function program(): Command {
   p.addCommand(deviceCommand());
   p.addCommand(deployCommand());
   p.addCommand(validateCommand());
+  p.addCommand(reportCommand());
   // every (sub)command reports usage errors through main(), which exits 2
   const override = (c: Command): void => {
     c.exitOverride().showHelpAfterError();

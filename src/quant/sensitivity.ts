@@ -151,7 +151,7 @@ export function formatSensitivity(r: SensitivityReport): string {
     `${"layer".padEnd(w)}  bits  accuracy  delta (pt)`,
     ...r.layers.map(
       (l) =>
-        `${l.layer.padEnd(w)}  ${String(l.weightBits).padStart(4)}  ${pct(l.accuracy).padStart(8)}  ${(100 * l.delta).toFixed(2).padStart(10)}`,
+        `${l.layer.padEnd(w)}  ${String(l.weightBits).padStart(4)}  ${pct(l.accuracy).padStart(8)}  ${`${l.delta > 0 ? "+" : ""}${(100 * l.delta).toFixed(2)}`.padStart(10)}`,
     ),
     `target ${pct(r.target)}: proposal ${r.proposal.flags} → ${pct(r.proposal.accuracy)}${r.proposal.meetsTarget ? "" : " (target not reached)"}`,
   ];

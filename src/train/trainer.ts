@@ -114,7 +114,7 @@ export async function train(
     if (existsSync(ckPath)) ck = loadCheckpoint(ckPath);
     else log(`no checkpoint in ${out} yet: starting from the beginning`);
   } else {
-    cfg = resolveConfig(settings);
+    cfg = resolveConfig(inheritModel(settings));
     if (existsSync(out) && readdirSync(out).length > 0) {
       throw new ConfigError(
         `run folder ${out} already exists and is not empty: choose another --out, or --resume it`,
@@ -375,6 +375,22 @@ export async function train(
  * Parameters and buffers from a model (model.onnx, checkpoint.onnx or a run folder holding them); returns all its
  * initializers (QAT starts from the scales of a calibrated model).
  */
+/**
+ * No model named but `init` is a run folder: train the model that run trained (its zoo model, or its imported
+ * file with the same input convention), as `--init runs/resnet8 --qat` means.
+ */
+function inheritModel(settings: Partial<TrainConfig>): Partial<TrainConfig> {
+  const cfgPath = settings.init ? join(settings.init, RUN_FILES.config) : "";
+  if (settings.model !== undefined || settings.from !== undefined || !cfgPath || !existsSync(cfgPath)) return settings;
+  let run: Partial<TrainConfig>;
+  try {
+    run = JSON.parse(readFileSync(cfgPath, "utf8")) as Partial<TrainConfig>;
+  } catch (e) {
+    throw new ConfigError(`--init ${settings.init}: ${cfgPath} is not valid JSON (${(e as Error).message})`);
+  }
+  return { ...settings, model: run.model, from: run.from, input: settings.input ?? run.input };
+}
+
 function loadInit(net: NetModel, path: string): Map<string, Tensor> {
   const file = existsSync(join(path, RUN_FILES.model))
     ? join(path, RUN_FILES.model)

@@ -157,6 +157,25 @@ describe("qat train --qat, qat calibrate, qat sensitivity", () => {
     const m = loadModel(join(dir, "r8", "model.onnx"));
     expect(m.graph.nodes.some((n) => n.opType === "BatchNormalization")).toBe(false);
     expect(m.graph.nodes.filter((n) => n.opType === "QuantizeLinear").length).toBeGreaterThan(20);
+    // --init with a run folder and no --model trains that run's model
+    const again = qat([
+      "train",
+      ...common,
+      "--init",
+      join(dir, "r8"),
+      "--qat",
+      "--max-steps",
+      "1",
+      "--calibration-batches",
+      "1",
+      "--eval-limit",
+      "16",
+      "--out",
+      join(dir, "r8-again"),
+    ]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, "r8-again", "config.json"), "utf8")).model).toBe("resnet8");
+    expect(again.stdout).toMatch(/after 1 step \(0 complete epochs\)/);
   });
 
   it("sensitivity prints a per-layer table and a proposal; bad input is one line and exit 2", () => {

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { importModel } from "../../src/nn/import/index.js";
 import { loadModel, modelOf } from "../../src/onnx/codec.js";
 import { evaluateModel } from "../../src/runtime/evaluate.js";
@@ -29,21 +29,28 @@ export function evalCommand(): Command {
   return new Command("eval")
     .description("evaluate an ONNX classifier (or a run folder's model.onnx) on a dataset")
     .argument("[model]", "an .onnx file or a run folder")
-    .option("--from <model.onnx>", "import this float ONNX model first (any batch, input convention flags below)")
+    .option(
+      "--from <model.onnx>",
+      "import this float ONNX model first (any batch, input convention flags below)",
+    )
     .option("--input-scale <s>", "with --from: multiply the dataset's stored values by s before the model")
     .option("--input-mean <m,...>", "with --from: then subtract these per-channel means")
     .option("--input-std <s,...>", "with --from: then divide by these per-channel standard deviations")
     .requiredOption("--data <dataset>", "a named dataset (mnist, fashion-mnist, cifar10) or a path")
     .option("--data-dir <dir>", "folder searched first for a named dataset")
-    .option("--split <split>", "train or test", "test")
+    .addOption(new Option("--split <split>", "split of the data").choices(["train", "test"]).default("test"))
     .option("--batch-size <n>", "batch size (a model with a fixed batch uses its own)", "64")
     .option("--limit <n>", "evaluate on at most this many samples (0: all)", "0")
     .option("--threads <n>", "ONNX Runtime threads (0: all cores)", "0")
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (target: string | undefined, f: EvalFlags) => {
-      if ((target === undefined) === (f.from === undefined)) throw new UsageError("give either a model (an .onnx file or a run folder) or --from <model.onnx>");
+      if ((target === undefined) === (f.from === undefined))
+        throw new UsageError("give either a model (an .onnx file or a run folder) or --from <model.onnx>");
       const input = inputConvention(f);
-      if (input && !f.from) throw new UsageError("--input-scale, --input-mean and --input-std apply to a model given with --from");
+      if (input && !f.from)
+        throw new UsageError(
+          "--input-scale, --input-mean and --input-std apply to a model given with --from",
+        );
       const given = (f.from ?? target)!;
       const file = existsSync(given) && statSync(given).isDirectory() ? join(given, RUN_FILES.model) : given;
       if (!existsSync(file)) throw new UsageError(`${file} not found: give an .onnx file or a run folder`);
@@ -60,7 +67,9 @@ export function evalCommand(): Command {
         `${file} on ${ds.name} (${f.split}, ${m.count} samples): accuracy ${(100 * m.accuracy).toFixed(2)}%, top-5 ${(100 * m.top5Accuracy).toFixed(2)}%`,
         "",
         "class        accuracy",
-        ...m.perClass().map((a, c) => `${names[c]!.padEnd(12)} ${Number.isNaN(a) ? "  n/a" : `${(100 * a).toFixed(2)}%`}`),
+        ...m
+          .perClass()
+          .map((a, c) => `${names[c]!.padEnd(12)} ${Number.isNaN(a) ? "  n/a" : `${(100 * a).toFixed(2)}%`}`),
         "",
         "confusion (rows: true class, columns: predicted)",
         ...m.confusion.map((row) => row.map((v) => String(v).padStart(5)).join("")),

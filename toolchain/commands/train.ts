@@ -1,4 +1,5 @@
-import { basename } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, join } from "node:path";
 import { Command, Option } from "commander";
 import type { TrainConfig } from "../../src/train/config.js";
 import type { OptimizerSpec } from "../../src/train/optimizers.js";
@@ -53,7 +54,7 @@ interface TrainFlags {
 export function trainCommand(): Command {
   const cmd = new Command("train")
     .description("train a model (float, or quantization-aware with --qat) into a run folder: config.json, metrics.jsonl, checkpoint.onnx, model.onnx, summary.json")
-    .option("--model <name>", "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny", "mnist-cnn")
+    .option("--model <name>", "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny (default: mnist-cnn, or the --init run's model)", "mnist-cnn")
     .option("--from <model.onnx>", "train this float ONNX model (PyTorch, TensorFlow, CNTK export) instead of a zoo model")
     .option("--input-scale <s>", "with --from: multiply the dataset's stored values by s before the model (e.g. 0.00392157)")
     .option("--input-mean <m,...>", "with --from: then subtract these per-channel means")
@@ -87,7 +88,7 @@ export function trainCommand(): Command {
     .option("--resume <run>", "continue the run in this folder from its checkpoint")
     .option("--json", "print one JSON summary object as the last line of stdout", false)
     .option("--init <model>", "start from the weights of a model.onnx, checkpoint.onnx or run folder (e.g. a float run)")
-    .option("--qat [preset]", "quantization-aware training with a qconfig preset: ort-cpu, ort-cpu-x86-safe, tensorrt, w4a8 (default --lr 0.005)")
+    .option("--qat [preset]", "quantization-aware training with a qconfig preset: ort-cpu, ort-cpu-x86-safe, tensorrt, w4a8 (default --lr 0.005; with --from, Adam at 1e-4)")
     .option("--keep-float <layers>", "with --qat: comma-separated layers left in float")
     .option("--weight-bits <layer=bits,...>", "with --qat: per-layer weight bits, e.g. conv1=8,fc=4")
     .addOption(
@@ -115,8 +116,8 @@ export function trainCommand(): Command {
       emit(
         flags,
         `test accuracy ${(100 * result.test_accuracy).toFixed(2)}% (top-5 ${(100 * result.test_top5).toFixed(2)}%) ` +
-          `after ${result.epochs} epoch(s), ${result.steps} steps, ${Math.round(result.samples_per_s)} samples/s, ` +
-          `${result.seconds.toFixed(1)} s\nrun folder: ${result.run}`,
+          `after ${result.steps} step${result.steps === 1 ? "" : "s"} (${result.epochs} complete epoch${result.epochs === 1 ? "" : "s"}), ${Math.round(result.samples_per_s)} samples/s, ` +
+          `${result.seconds.toFixed(1)} s\nrun folder: ${result.run}\nHTML report of the run: qat report ${result.run}`,
         result,
       );
     } finally {
@@ -136,7 +137,9 @@ function num(v: string, flag: string): number {
 function flagsToConfig(f: TrainFlags, given: (k: keyof TrainFlags) => boolean, file: Partial<TrainConfig>): Partial<TrainConfig> {
   const use = (k: keyof TrainFlags, fileHas: boolean) => given(k) || !fileHas;
   const c: Partial<TrainConfig> = {};
-  if (use("model", file.model !== undefined)) c.model = f.model;
+  // without --model, a run folder given to --init names the model (the trainer reads its config.json)
+  const initRun = f.init !== undefined && existsSync(join(f.init, "config.json"));
+  if (given("model") || (file.model === undefined && !initRun)) c.model = f.model;
   if (f.from !== undefined) c.from = f.from;
   // an imported model without optimizer/schedule flags gets the fine-tuning defaults (resolveConfig)
   const importing = f.from !== undefined || file.from !== undefined;

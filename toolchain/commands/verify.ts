@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { ExportError } from "../../src/export/errors.js";
 import { EXPORT_META_KEY } from "../../src/export/export.js";
 import { checkParity, EXACT_HOST_CONFIG } from "../../src/export/parity.js";
@@ -36,7 +36,7 @@ export function verifyCommand(): Command {
     )
     .option("--data <dataset>", "a named dataset or a path (default: the run's dataset)")
     .option("--data-dir <dir>", "folder searched first for a named dataset")
-    .option("--split <split>", "train or test", "test")
+    .addOption(new Option("--split <split>", "split of the data").choices(["train", "test"]).default("test"))
     .option("--limit <n>", "check at most this many samples (0: all)", "0")
     .option("--min-agreement <f>", "least top-1 agreement with the simulation", "0.999")
     .option("--min-within-step <f>", "least share of outputs within one quantization step", "0.99")
