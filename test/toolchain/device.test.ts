@@ -144,6 +144,8 @@ describe("qat device/deploy/validate on the local board", () => {
     expect(a.json).toMatchObject({ uploaded: true, previous: null });
     const b = await qat("deploy", variantPath, "--device", "box", "--keep", "2", "--json");
     expect(b.json).toMatchObject({ uploaded: true, previous: a.json.sha256 });
+    const redeploy = await qat("deploy", variantPath, "--device", "box", "--keep", "2");
+    expect(redeploy.stdout).toMatch(/already had .*; already current, keeping 2/);
     const models = await qat("device", "models", "box", "--json");
     expect(models.json.current).toBe(b.json.sha256);
     expect(models.json.history).toEqual([a.json.sha256, b.json.sha256]);

@@ -79,7 +79,10 @@ export function deployCommand(): Command {
       });
       let human =
         `${entry.name}: ${r.uploaded ? "uploaded" : "already had"} ${basename(model!)} (${r.sha256.slice(0, 16)}, ${r.bytes} B); ` +
-        `current (previous ${r.previous?.slice(0, 16) ?? "none"}), keeping ${r.history.length}` +
+        (r.previous === r.sha256
+          ? "already current"
+          : `current (previous ${r.previous?.slice(0, 16) ?? "none"})`) +
+        `, keeping ${r.history.length}` +
         (r.removed.length ? `, removed ${r.removed.length}` : "");
       if (engine) {
         human +=
