@@ -170,6 +170,9 @@ describe("qat device/deploy/validate on the local board", () => {
     expect(v.stdout).toMatch(/per class\s+0:\+0\.0 1:\+0\.0/);
     expect(v.stdout).toMatch(/latency\s+p50 [\d.]+ ms\s+p90 [\d.]+ ms\s+p99 [\d.]+ ms/);
     expect(v.stdout).toMatch(/memory\s+peak [\d.]+ MiB/);
+    expect(v.stderr).toMatch(
+      /for the HTML report .*: add --save <file>, then qat report .* --device-report <file>/,
+    );
     const vj = await qat(
       "validate",
       MNIST8,

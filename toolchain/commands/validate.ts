@@ -355,6 +355,10 @@ export function validateCommand(): Command {
         process.stderr.write(
           `saved the report to ${f.save}; render it with: ${reportHint(report, model, bytes, f.save)}\n`,
         );
+      } else if (!f.json) {
+        process.stderr.write(
+          `for the HTML report (charts of drift, per class and latency): add --save <file>, then ${reportHint(report, model, bytes, "<file>")}\n`,
+        );
       }
       if (report.exceeded) {
         const bad = report.rows
