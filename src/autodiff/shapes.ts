@@ -1,4 +1,4 @@
-import type { DType } from "../onnx/dtype.js";
+import { type DType, dtypeFromCode } from "../onnx/dtype.js";
 import { type Dim, type Graph, getAttr, type Node } from "../onnx/ir.js";
 import type { Tensor } from "../onnx/tensor.js";
 
@@ -78,7 +78,7 @@ const BOOL_OUT = new Set([
 function outputDtype(n: Node, get: (x: string) => DType | undefined): DType | undefined {
   if (INT64_OUT.has(n.opType)) return "int64";
   if (BOOL_OUT.has(n.opType)) return "bool";
-  if (n.opType === "Cast") return CAST_TO[getAttr(n, "to", "int")?.value ?? 1];
+  if (n.opType === "Cast") return dtypeFromCode(getAttr(n, "to", "int")?.value ?? 1);
   if (n.opType === "Where") return get(n.inputs[1]!);
   if (n.opType === "ConstantOfShape") return getAttr(n, "value", "tensor")?.value.dtype ?? "float32";
   if (n.opType === "QuantizeLinear") return n.inputs[2] ? get(n.inputs[2]) : "uint8";
@@ -93,22 +93,6 @@ function secondaryDtype(n: Node, i: number, first: DType | undefined): DType | u
   if (n.opType === "TopK" && i === 1) return "int64";
   return first;
 }
-
-const CAST_TO: Record<number, DType> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  10: "float16",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-  16: "bfloat16",
-};
 
 function constantOf(n: Node): Tensor | undefined {
   const a = n.attrs;

@@ -5,7 +5,15 @@
  * Slice, Identity), Shape and Size of statically known shapes, Cast, integer arithmetic (int64 through BigInt)
  * and float arithmetic that rounds once (Add/Sub/Mul/Div/Neg), ConstantOfShape and integer Range.
  */
-import { type DType, floatToHalf, halfToFloat, isFloat, STORAGE, type TensorData } from "./dtype.js";
+import {
+  type DType,
+  dtypeFromCode,
+  floatToHalf,
+  halfToFloat,
+  isFloat,
+  STORAGE,
+  type TensorData,
+} from "./dtype.js";
 import { OnnxError } from "./errors.js";
 import { type Graph, type Node, topologicalOrder } from "./ir.js";
 import { constantValue, inferShapes, type Known } from "./shapes/index.js";
@@ -234,24 +242,32 @@ function convert(v: number | bigint, to: DType): number | bigint | undefined {
   return bits === 64 ? w : Number(w);
 }
 
-const CODES: Record<number, DType> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  10: "float16",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-};
+/** The types a folded Cast may produce. */
+const CAST_TARGETS = new Set<DType>([
+  "float32",
+  "uint8",
+  "int8",
+  "uint16",
+  "int16",
+  "int32",
+  "int64",
+  "bool",
+  "float16",
+  "float64",
+  "uint32",
+  "uint64",
+]);
 
 const cast: Evaluator = (n, [x]) => {
-  const to = n.attrs.to?.type === "int" ? CODES[n.attrs.to.value] : undefined;
-  if (!x || !to || x.dtype === "string" || x.dtype.startsWith("complex") || x.dtype.startsWith("float8"))
+  const to = n.attrs.to?.type === "int" ? dtypeFromCode(n.attrs.to.value) : undefined;
+  if (
+    !x ||
+    !to ||
+    !CAST_TARGETS.has(to) ||
+    x.dtype === "string" ||
+    x.dtype.startsWith("complex") ||
+    x.dtype.startsWith("float8")
+  )
     return undefined;
   const read = reader(x);
   const count = numel(x.dims);

@@ -8,6 +8,7 @@
  * batch, an op this pass does not know) stops the import with an ImportError naming the node.
  */
 import { type Dim, type Graph, getAttr, type Node, topologicalOrder } from "../../onnx/ir.js";
+import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION } from "../../onnx/op-families.js";
 import { inferShapes } from "../../onnx/shapes.js";
 import { i64, toNumbers } from "../../onnx/tensor.js";
 import { ImportError } from "./errors.js";
@@ -24,32 +25,9 @@ export type BatchReport =
 
 /** Ops whose output i has the batch at axis 0 when their first input has, with no other input carrying it. */
 const PER_SAMPLE = new Set([
-  "Relu",
-  "LeakyRelu",
-  "Sigmoid",
-  "Tanh",
-  "HardSigmoid",
-  "HardSwish",
-  "Exp",
-  "Log",
-  "Sqrt",
-  "Abs",
-  "Neg",
-  "Erf",
-  "Softplus",
-  "Softsign",
-  "Elu",
-  "Selu",
-  "Celu",
-  "ThresholdedRelu",
+  ...ELEMENTWISE_UNARY,
+  ...PER_SAMPLE_NORMALIZATION,
   "Identity",
-  "Reciprocal",
-  "Floor",
-  "Ceil",
-  "Round",
-  "Sign",
-  "Sin",
-  "Cos",
   "Clip",
   "Dropout",
   "Cast",
@@ -61,9 +39,7 @@ const PER_SAMPLE = new Set([
   "GlobalAveragePool",
   "GlobalMaxPool",
   "GlobalLpPool",
-  "LRN",
   "BatchNormalization",
-  "InstanceNormalization",
   "QuantizeLinear",
   "DequantizeLinear",
 ]);

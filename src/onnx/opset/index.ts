@@ -7,6 +7,7 @@
 import { OnnxError } from "../errors.js";
 import { foldConstants } from "../fold.js";
 import { type Model, type Node, topologicalOrder } from "../ir.js";
+import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION } from "../op-families.js";
 import { fmt } from "../shapes/dims.js";
 import { constantValue, inferShapes } from "../shapes/index.js";
 import { type Converter, makeConvertCtx } from "./context.js";
@@ -73,43 +74,10 @@ const CONVERTERS: Record<string, Converter> = {
  * `consumed_inputs` (dropped everywhere) or in attributes added with defaults that keep the old meaning.
  */
 const STABLE = new Set([
-  "Relu",
-  "LeakyRelu",
-  "Sigmoid",
-  "Tanh",
-  "HardSigmoid",
-  "HardSwish",
-  "Exp",
-  "Log",
-  "Sqrt",
-  "Abs",
-  "Neg",
-  "Erf",
-  "Softplus",
-  "Softsign",
-  "Elu",
-  "Selu",
-  "Celu",
-  "Round",
-  "Floor",
-  "Ceil",
-  "Not",
+  ...ELEMENTWISE_UNARY,
+  ...PER_SAMPLE_NORMALIZATION,
   "Identity",
-  "Reciprocal",
-  "Sign",
-  "Sin",
-  "Cos",
-  "Tan",
-  "Asin",
-  "Acos",
-  "Atan",
-  "Sinh",
-  "Cosh",
-  "Asinh",
-  "Acosh",
-  "Atanh",
   "PRelu",
-  "ThresholdedRelu",
   "Conv",
   "ConvTranspose",
   "MaxPool",
@@ -139,8 +107,6 @@ const STABLE = new Set([
   "Shape",
   "Size",
   "Constant",
-  "InstanceNormalization",
-  "LRN",
   "LayerNormalization",
   "BitShift",
 ]);

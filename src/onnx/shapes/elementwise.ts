@@ -1,6 +1,7 @@
 import type { DType } from "../dtype.js";
 import { dtypeFromCode } from "../dtype.js";
 import type { Dim } from "../ir.js";
+import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION } from "../op-families.js";
 import { BroadcastError, broadcastAll } from "./broadcast.js";
 import type { Known, RuleCtx, ShapeRule } from "./context.js";
 import { MAX_TRACKED } from "./context.js";
@@ -8,48 +9,13 @@ import { fmt } from "./dims.js";
 
 /** Ops whose output has the shape and type of their first input. */
 const UNARY = [
-  "Relu",
-  "LeakyRelu",
-  "Sigmoid",
-  "Tanh",
-  "HardSigmoid",
-  "HardSwish",
-  "Exp",
-  "Log",
-  "Sqrt",
-  "Abs",
-  "Neg",
-  "Erf",
-  "Softplus",
-  "Softsign",
-  "Elu",
-  "Selu",
-  "Celu",
-  "Round",
-  "Floor",
-  "Ceil",
-  "Not",
-  "Reciprocal",
-  "Sign",
-  "Sin",
-  "Cos",
-  "Tan",
-  "Asin",
-  "Acos",
-  "Atan",
-  "Sinh",
-  "Cosh",
-  "Asinh",
-  "Acosh",
-  "Atanh",
+  ...ELEMENTWISE_UNARY,
+  ...PER_SAMPLE_NORMALIZATION,
   "Gelu",
   "Mish",
-  "ThresholdedRelu",
   "Shrink",
   "BitwiseNot",
   "Clip",
-  "LRN",
-  "InstanceNormalization",
   "LpNormalization",
   "MeanVarianceNormalization",
 ];
