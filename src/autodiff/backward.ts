@@ -1,5 +1,6 @@
 import { isFloat } from "../onnx/dtype.js";
 import { type Graph, topologicalOrder } from "../onnx/ir.js";
+import { BOOL_RESULT, INT64_RESULT } from "../onnx/op-families.js";
 import { inferShapes } from "../onnx/shapes.js";
 import { tensor } from "../onnx/tensor.js";
 import { GradContext } from "./context.js";
@@ -24,22 +25,8 @@ export interface BackwardOptions {
 
 /** Ops whose outputs never carry a gradient (shapes, comparisons, indices, random draws). */
 const NON_DIFFERENTIABLE = new Set([
-  "Shape",
-  "Size",
-  "ArgMax",
-  "ArgMin",
-  "NonZero",
-  "Equal",
-  "Greater",
-  "Less",
-  "GreaterOrEqual",
-  "LessOrEqual",
-  "Not",
-  "And",
-  "Or",
-  "Xor",
-  "IsNaN",
-  "IsInf",
+  ...INT64_RESULT,
+  ...BOOL_RESULT,
   "Sign",
   "Floor",
   "Ceil",

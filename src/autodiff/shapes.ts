@@ -1,5 +1,6 @@
 import { type DType, dtypeFromCode } from "../onnx/dtype.js";
 import { type Dim, type Graph, getAttr, type Node } from "../onnx/ir.js";
+import { BOOL_RESULT, INT64_RESULT } from "../onnx/op-families.js";
 import type { Tensor } from "../onnx/tensor.js";
 
 /**
@@ -60,20 +61,8 @@ export class StaticInfo {
   }
 }
 
-const INT64_OUT = new Set(["Shape", "Size", "ArgMax", "ArgMin", "NonZero"]);
-const BOOL_OUT = new Set([
-  "Equal",
-  "Greater",
-  "Less",
-  "GreaterOrEqual",
-  "LessOrEqual",
-  "Not",
-  "And",
-  "Or",
-  "Xor",
-  "IsNaN",
-  "IsInf",
-]);
+const INT64_OUT = new Set(INT64_RESULT);
+const BOOL_OUT = new Set(BOOL_RESULT);
 
 function outputDtype(n: Node, get: (x: string) => DType | undefined): DType | undefined {
   if (INT64_OUT.has(n.opType)) return "int64";

@@ -7,7 +7,7 @@
 import { OnnxError } from "../errors.js";
 import { foldConstants } from "../fold.js";
 import { type Model, type Node, topologicalOrder } from "../ir.js";
-import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION } from "../op-families.js";
+import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION, REDUCE } from "../op-families.js";
 import { fmt } from "../shapes/dims.js";
 import { constantValue, inferShapes } from "../shapes/index.js";
 import { type Converter, makeConvertCtx } from "./context.js";
@@ -21,19 +21,6 @@ export { WORKING_OPSET } from "./working.js";
 /** The oldest and newest ai.onnx opsets normalizeOpset reads. */
 export const OLDEST_OPSET = 1;
 export const NEWEST_OPSET = 21;
-
-const REDUCE = [
-  "ReduceSum",
-  "ReduceMean",
-  "ReduceMax",
-  "ReduceMin",
-  "ReduceProd",
-  "ReduceL1",
-  "ReduceL2",
-  "ReduceLogSum",
-  "ReduceLogSumExp",
-  "ReduceSumSquare",
-];
 
 /** Ops whose form changed between opset 1 and 21, with the converter that brings them to 17. */
 const CONVERTERS: Record<string, Converter> = {

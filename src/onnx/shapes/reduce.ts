@@ -1,18 +1,6 @@
+import { REDUCE } from "../op-families.js";
 import type { RuleCtx, ShapeRule } from "./context.js";
 import { fmt, normAxis } from "./dims.js";
-
-const REDUCE = [
-  "ReduceSum",
-  "ReduceMean",
-  "ReduceMax",
-  "ReduceMin",
-  "ReduceProd",
-  "ReduceL1",
-  "ReduceL2",
-  "ReduceLogSum",
-  "ReduceLogSumExp",
-  "ReduceSumSquare",
-];
 
 /** Reduce*: axes from the input (ReduceSum 13+, all 18+) or the attribute; keepdims; noop_with_empty_axes. */
 const reduce: ShapeRule = (c: RuleCtx) => {
