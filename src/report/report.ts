@@ -247,7 +247,7 @@ function readSensitivity(file: string): SensitivityReport {
   const r = readJson(file, "the sensitivity report") as Partial<SensitivityReport>;
   if (!Array.isArray(r?.layers) || typeof r.float !== "number")
     throw new ReportError(
-      "not a sensitivity report (no layers): save the JSON that 'qat sensitivity --json' prints",
+      "not a sensitivity report (no layers): give the sensitivity.json that 'qat sensitivity' writes",
       file,
     );
   return r as SensitivityReport;
@@ -326,7 +326,7 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
         row.sensitivity = { accuracy: l.accuracy, delta: l.delta, weightBits: l.weightBits };
     }
   } else
-    data.missing.sensitivity = `run 'qat sensitivity ${float?.dir ?? "<float run>"} --json > ${join(root, REPORT_FILES.sensitivity)}' to get it`;
+    data.missing.sensitivity = `run 'qat sensitivity ${float?.dir ?? "<float run>"}' (it writes sensitivity.json into that run) to get it`;
 
   const int8 = opts.int8 ?? findInt8(dirs);
   if (opts.int8 && !existsSync(opts.int8)) throw new ReportError("no such int8 model", opts.int8);

@@ -203,6 +203,9 @@ describe("qat train --qat, qat calibrate, qat sensitivity", () => {
     expect(Object.values(rep.proposal.weightBits)).toEqual([8, 8, 8]);
     expect(rep.proposal.meetsTarget).toBe(false);
     expect(r.stderr).toMatch(/layer\s+bits\s+accuracy\s+delta/);
+    // the same JSON lands in the run folder, where `qat report` looks for it
+    expect(JSON.parse(readFileSync(join(float, "sensitivity.json"), "utf8"))).toEqual(rep);
+    expect(r.stderr).toContain(`wrote ${join(float, "sensitivity.json")} (qat report reads it)`);
     const bad = qat(["train", ...common, "--qat", "int3", "--max-steps", "1", "--out", join(dir, "bad")]);
     expect(bad.status).toBe(2);
     expect(bad.stderr.trim()).toBe(

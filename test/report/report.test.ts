@@ -129,7 +129,9 @@ describe("other layouts: sections without data say what to run", () => {
     const r = qat("report", join(fx.run, "float"), "--out", out);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/quant: not available \(run 'qat train --init .*--qat ort-cpu' to get it\)/);
-    expect(r.stdout).toMatch(/sensitivity: not available \(run 'qat sensitivity .*--json > /);
+    expect(r.stdout).toMatch(
+      /sensitivity: not available \(run 'qat sensitivity .*' \(it writes sensitivity.json into that run\)/,
+    );
     const html = readFileSync(out, "utf8");
     expect(html).toContain('data-chart="accuracy"');
     expect(html).toContain('data-chart="ops"');

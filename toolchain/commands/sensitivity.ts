@@ -1,8 +1,11 @@
+import { join } from "node:path";
 import { Command, Option } from "commander";
 import { openFloatRun } from "../../src/quant/float-run.js";
 import { OBSERVER_KINDS, type ObserverKind } from "../../src/quant/observer.js";
 import { presetNames } from "../../src/quant/qconfig.js";
 import { formatSensitivity, sensitivity } from "../../src/quant/sensitivity.js";
+import { REPORT_FILES } from "../../src/report/report.js";
+import { writeFileAtomic } from "../../src/train/atomic.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 
@@ -15,6 +18,7 @@ interface SensitivityFlags {
   dataDir?: string;
   evalLimit: string;
   threads: string;
+  out?: string;
   json: boolean;
 }
 
@@ -37,6 +41,7 @@ export function sensitivityCommand(): Command {
     .option("--data-dir <dir>", "folder searched first for the dataset")
     .option("--eval-limit <n>", "evaluate on at most this many test samples (0: all)", "0")
     .option("--threads <n>", "ONNX Runtime threads (0: all cores)", "0")
+    .option("--out <file>", "where the JSON report goes, for `qat report` (default: <run>/sensitivity.json)")
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (run: string, f: SensitivityFlags) => {
       const maxDrop = Number(f.maxDrop);
@@ -56,6 +61,8 @@ export function sensitivityCommand(): Command {
         maxDrop: maxDrop / 100,
         log: (m) => process.stderr.write(`${m}\n`),
       });
-      emit(f, formatSensitivity(report), report);
+      const out = f.out ?? join(run, REPORT_FILES.sensitivity);
+      writeFileAtomic(out, `${JSON.stringify(report, null, 2)}\n`);
+      emit(f, `${formatSensitivity(report)}\nwrote ${out} (qat report reads it)`, report);
     });
 }
