@@ -471,9 +471,8 @@ export interface RunOptions {
   before?: (index: number) => void;
 }
 
-export function runFuzz(opts: RunOptions): FuzzReport {
-  const models = opts.models ?? loadModels();
-  const report: FuzzReport = {
+function emptyReport(): FuzzReport {
+  return {
     cases: 0,
     decoded: 0,
     typedErrors: 0,
@@ -484,6 +483,11 @@ export function runFuzz(opts: RunOptions): FuzzReport {
     peakRssMb: 0,
     byKind: {},
   };
+}
+
+export function runFuzz(opts: RunOptions): FuzzReport {
+  const models = opts.models ?? loadModels();
+  const report = emptyReport();
   const first = opts.first ?? 0;
   for (let i = first; i < first + opts.cases; i++) {
     const c = makeCase(models, opts.seed, i);
@@ -548,17 +552,7 @@ function merge(into: FuzzReport, part: FuzzReport): void {
 
 /** Run cases [first, first+cases) in child processes, restarting after a process-level failure or a hang. */
 async function supervise(cases: number, seed: number, dir: string): Promise<FuzzReport> {
-  const total: FuzzReport = {
-    cases: 0,
-    decoded: 0,
-    typedErrors: 0,
-    crashes: [],
-    slowestMs: 0,
-    slowestCpuMs: 0,
-    slowestCase: "",
-    peakRssMb: 0,
-    byKind: {},
-  };
+  const total = emptyReport();
   const models = loadModels(dir);
   let next = 0;
   while (next < cases) {

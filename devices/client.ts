@@ -11,6 +11,7 @@ import {
   PROTOCOL_VERSION,
   packTensors,
   type TensorRef,
+  type TypedArray,
   unpackTensor,
 } from "./agent/agent.js";
 import { AgentNotInstalledError, ProtocolError, RemoteError } from "./errors.js";
@@ -56,17 +57,7 @@ export interface HostTensor {
   name: string;
   dtype: string;
   dims: number[];
-  data:
-    | Float32Array
-    | Float64Array
-    | Int8Array
-    | Uint8Array
-    | Int16Array
-    | Uint16Array
-    | Int32Array
-    | Uint32Array
-    | BigInt64Array
-    | BigUint64Array;
+  data: TypedArray;
 }
 
 export interface BatchResult {

@@ -109,17 +109,16 @@ async function main(): Promise<void> {
   say("== 5/6 the board: deploy and validate on the default device");
   const device = resolveDevice(undefined);
   if (device.uri.startsWith("emulated:")) installDebianPackages(DEBIAN_PACKAGES, say);
+  const bytes = readFileSync(out);
   const t = await openDevice(device);
   try {
     await setupDevice(t, { onProgress: say });
-    const bytes = readFileSync(out);
     const d = await deployModel(bytes, t);
     say(`deployed ${d.sha256.slice(0, 12)} to ${device.name}`);
   } finally {
     await t.close();
   }
   const limit = Number(process.env.QAT_MAIN_BOARD_SAMPLES ?? 1000);
-  const bytes = readFileSync(out);
   // the fake-quant simulation runs beside the board and the host: the QAT checkpoint the export recorded
   const simulation = resolveSimulation(decodeModel(bytes, { path: out }), { modelPath: out });
   const report = await validateFleet(

@@ -118,7 +118,8 @@ export interface TensorRef {
   length: number;
 }
 
-type TypedArray =
+/** The typed arrays tensors travel in. */
+export type TypedArray =
   | Float32Array
   | Float64Array
   | Int8Array

@@ -125,7 +125,9 @@ export async function train(
   // data
   let trainSet: Dataset = await openDataset(cfg.data, { split: "train", dataDir: cfg.dataDir });
   let testSet: Dataset;
-  if (existsSync(cfg.data) && statSync(cfg.data).isFile()) {
+  // one file (CSV, NPZ, ...) knows its classes only from its labels and has no test split
+  const oneFile = existsSync(cfg.data) && statSync(cfg.data).isFile();
+  if (oneFile) {
     // one file (CSV, NPZ, ...) has no test split: hold out a seeded 10% as the test set
     if (trainSet.length < 20)
       throw new ConfigError(
@@ -170,8 +172,7 @@ export async function train(
   if (imported) {
     // labels must be classes of the model; a dataset that knows its classes only from its labels may use fewer
     const classes = imported.report.output.classes;
-    const named = !(existsSync(cfg.data) && statSync(cfg.data).isFile());
-    if (trainSet.numClasses > classes || (named && trainSet.numClasses !== classes)) {
+    if (trainSet.numClasses > classes || (!oneFile && trainSet.numClasses !== classes)) {
       throw new ConfigError(
         `${what} has ${classes} classes but dataset ${cfg.data} has ${trainSet.numClasses}`,
       );
