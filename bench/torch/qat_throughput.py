@@ -14,7 +14,6 @@ import copy
 import json
 import os
 import sys
-import time
 
 import torch
 from torch.ao.quantization import FakeQuantize, QConfig, QConfigMapping
@@ -23,7 +22,7 @@ from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAv
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import INPUT, MODELS  # noqa: E402
+from models import INPUT, MODELS, measure  # noqa: E402
 
 
 def qconfig(learnable):
@@ -35,26 +34,6 @@ def qconfig(learnable):
                       qscheme=torch.per_channel_symmetric, ch_axis=0,
                       **({"channel_len": -1} if learnable else {}), **extra)
     return QConfig(activation=act, weight=wt)
-
-
-def measure(model, xs, ys, batch, warmup, windows, per):
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step(i):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xs[i % 4]), ys[i % 4])
-        loss.backward()
-        opt.step()
-
-    for i in range(warmup):
-        step(i)
-    rates = []
-    for _ in range(windows):
-        t0 = time.perf_counter()
-        for i in range(per):
-            step(i)
-        rates.append(batch * per / (time.perf_counter() - t0))
-    return rates
 
 
 def main():

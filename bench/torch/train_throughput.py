@@ -12,7 +12,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import INPUT, MODELS  # noqa: E402
+from models import INPUT, MODELS, measure  # noqa: E402
 
 
 def main():
@@ -21,24 +21,9 @@ def main():
     torch.manual_seed(0)
     model = MODELS[name]()
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     xs = [torch.randn((batch,) + INPUT[name]) for _ in range(4)]
     ys = [torch.randint(0, 10, (batch,)) for _ in range(4)]
-
-    def step(i):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xs[i % 4]), ys[i % 4])
-        loss.backward()
-        opt.step()
-
-    for i in range(warmup):
-        step(i)
-    rates = []
-    for _ in range(windows):
-        t0 = time.perf_counter()
-        for i in range(per):
-            step(i)
-        rates.append(batch * per / (time.perf_counter() - t0))
+    rates = measure(model, xs, ys, batch, warmup, windows, per)
     fwd = []
     with torch.no_grad():
         for _ in range(windows):
