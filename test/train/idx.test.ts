@@ -6,6 +6,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { DataError } from "../../src/train/data/errors.js";
 import { parseIdx, readIdx } from "../../src/train/data/idx.js";
+import { thrownDataError } from "./data/fixtures.js";
 
 const MNIST = "/work/shared/data/mnist";
 const dir = mkdtempSync(join(tmpdir(), "qat-idx-"));
@@ -31,16 +32,6 @@ function idxBytes(
     put(v, header + i * size, x);
   });
   return buf;
-}
-
-function dataError(f: () => unknown): DataError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error("expected a DataError");
 }
 
 describe("readIdx on MNIST", () => {
@@ -97,7 +88,7 @@ describe("truncated and corrupt files raise DataError naming the file and the of
 
   it("data cut short (raw)", () => {
     const p = write("short", labels.subarray(0, 5000));
-    const e = dataError(() => readIdx(p));
+    const e = thrownDataError(() => readIdx(p));
     expect(e.message).toContain(p);
     expect(e.message).toMatch(
       /byte 5000: truncated IDX data: dims 10000 of uint8 need 10000 bytes after the 8-byte header, the file has 4992 \(expected 10008 bytes in all\)/,
@@ -107,49 +98,55 @@ describe("truncated and corrupt files raise DataError naming the file and the of
 
   it("data cut short (inside a valid gzip stream)", () => {
     const p = write("short.gz", gzipSync(labels.subarray(0, 100)));
-    expect(dataError(() => readIdx(p)).message).toMatch(/short\.gz, byte 100: truncated IDX data/);
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(/short\.gz, byte 100: truncated IDX data/);
   });
 
   it("gzip stream truncated", () => {
     const gz = readFileSync(`${MNIST}/t10k-labels-idx1-ubyte.gz`);
     const p = write("cut.gz", gz.subarray(0, gz.length - 100));
-    expect(dataError(() => readIdx(p)).message).toMatch(/cut\.gz: the gzip stream is truncated or corrupt/);
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(
+      /cut\.gz: the gzip stream is truncated or corrupt/,
+    );
   });
 
   it("gzip stream corrupted (CRC)", () => {
     const gz = new Uint8Array(readFileSync(`${MNIST}/t10k-labels-idx1-ubyte.gz`));
     gz[gz.length - 6]! ^= 0xff;
     const p = write("crc.gz", gz);
-    expect(dataError(() => readIdx(p)).message).toMatch(/crc\.gz: the gzip stream is truncated or corrupt/);
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(
+      /crc\.gz: the gzip stream is truncated or corrupt/,
+    );
   });
 
   it("header cut short", () => {
     const p = write("header", labels.subarray(0, 6));
-    expect(dataError(() => readIdx(p)).message).toMatch(
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(
       /header, byte 6: truncated IDX header: 1 dimensions need 8 header bytes, the file has 6/,
     );
   });
 
   it("not an IDX file", () => {
     const p = write("png", Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0));
-    expect(dataError(() => readIdx(p)).message).toMatch(
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(
       /png, byte 0: not an IDX file: magic bytes are 89 50 4e 47/,
     );
   });
 
   it("unknown element type", () => {
     const p = write("type", Uint8Array.of(0, 0, 0x0a, 1, 0, 0, 0, 0));
-    expect(dataError(() => readIdx(p)).message).toMatch(/byte 2: unknown IDX element type 0x0a/);
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(/byte 2: unknown IDX element type 0x0a/);
   });
 
   it("trailing bytes", () => {
     const p = write("long", Uint8Array.from([...labels, 1, 2, 3]));
-    expect(dataError(() => readIdx(p)).message).toMatch(
+    expect(thrownDataError(() => readIdx(p)).message).toMatch(
       /long, byte 10008: 3 unexpected bytes after the data/,
     );
   });
 
   it("missing file", () => {
-    expect(dataError(() => readIdx(join(dir, "nope"))).message).toMatch(/nope: cannot read the IDX file/);
+    expect(thrownDataError(() => readIdx(join(dir, "nope"))).message).toMatch(
+      /nope: cannot read the IDX file/,
+    );
   });
 });

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { readCsv } from "../../../src/train/data/csv.js";
 import { DataError } from "../../../src/train/data/errors.js";
-import { tempDir } from "./fixtures.js";
+import { tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -25,16 +25,6 @@ function batch(ds: ReturnType<typeof readCsv>, idx: number[]) {
   const y = new BigInt64Array(idx.length);
   ds.fill(idx, x, y);
   return { x: [...x], y: [...y].map(Number) };
-}
-
-function thrown(f: () => unknown): DataError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error("expected a DataError");
 }
 
 describe("CSV datasets", () => {
@@ -72,37 +62,37 @@ describe("CSV datasets", () => {
   });
 
   it("reports a ragged row with its line number (blank lines counted)", () => {
-    const e = thrown(() => readCsv(csvFile("a,b,c\n1,2,0\n\n3,4,1\n5,0\n6,7,1\n")));
+    const e = thrownDataError(() => readCsv(csvFile("a,b,c\n1,2,0\n\n3,4,1\n5,0\n6,7,1\n")));
     expect(e.where.line).toBe(5);
     expect(e.message).toMatch(/data\.csv, line 5: row has 2 columns, the header has 3/);
   });
 
   it("reports a non-numeric feature with line and column", () => {
-    const e = thrown(() => readCsv(csvFile("a,b,c\n1,2,0\n3,x7,1\n")));
+    const e = thrownDataError(() => readCsv(csvFile("a,b,c\n1,2,0\n3,x7,1\n")));
     expect(e.where).toMatchObject({ line: 3, column: 2 });
     expect(e.message).toMatch(/line 3, column 2: feature value "x7" is not a number \(column "b"\)/);
-    expect(thrown(() => readCsv(csvFile("1,,0\n"))).where).toMatchObject({ line: 1, column: 2 });
+    expect(thrownDataError(() => readCsv(csvFile("1,,0\n"))).where).toMatchObject({ line: 1, column: 2 });
   });
 
   it("reports labels out of range and unknown class names", () => {
     const p = csvFile("a,y\n1,0\n2,3\n");
-    const e = thrown(() => readCsv(p, { numClasses: 3 }));
+    const e = thrownDataError(() => readCsv(p, { numClasses: 3 }));
     expect(e.where).toMatchObject({ line: 3, column: 2 });
     expect(e.message).toMatch(/label 3 is outside 0\.\.2/);
-    expect(thrown(() => readCsv(csvFile("a,y\n1,-1\n"))).message).toMatch(/label -1 is outside/);
-    const u = thrown(() => readCsv(csvFile("a,y\n1,cat\n2,yak\n"), { classNames: ["cat", "dog"] }));
+    expect(thrownDataError(() => readCsv(csvFile("a,y\n1,-1\n"))).message).toMatch(/label -1 is outside/);
+    const u = thrownDataError(() => readCsv(csvFile("a,y\n1,cat\n2,yak\n"), { classNames: ["cat", "dog"] }));
     expect(u.where.line).toBe(3);
     expect(u.message).toMatch(/"yak" is not one of the 2 classes/);
   });
 
   it("reports a missing file, an unknown label column, an unterminated quote", () => {
-    expect(thrown(() => readCsv("/nonexistent/q.csv")).message).toMatch(
+    expect(thrownDataError(() => readCsv("/nonexistent/q.csv")).message).toMatch(
       /\/nonexistent\/q\.csv: CSV file not found/,
     );
-    expect(thrown(() => readCsv(csvFile("a,b\n1,2\n"), { labelColumn: "c" })).message).toMatch(
+    expect(thrownDataError(() => readCsv(csvFile("a,b\n1,2\n"), { labelColumn: "c" })).message).toMatch(
       /no column named "c".*a, b/,
     );
-    const q = thrown(() => readCsv(csvFile('a,b\n1,"2\n3,4\n')));
+    const q = thrownDataError(() => readCsv(csvFile('a,b\n1,"2\n3,4\n')));
     expect(q.message).toMatch(/not a readable CSV file/);
   });
 });

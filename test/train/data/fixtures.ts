@@ -3,6 +3,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
+import { DataError } from "../../../src/train/data/errors.js";
 
 /** A fresh temporary folder; `done()` removes it. */
 export function tempDir(): { dir: string; done: () => void } {
@@ -102,4 +104,15 @@ export async function serveFiles(files: Record<string, Uint8Array>): Promise<{
     hits,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** The DataError `f` throws (fails the test when it throws something else, or nothing). */
+export function thrownDataError(f: () => unknown): DataError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(DataError);
+    return e as DataError;
+  }
+  throw new Error("expected a DataError");
 }

@@ -5,7 +5,7 @@ import jpeg from "jpeg-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { DataError } from "../../../src/train/data/errors.js";
 import { openImageFolder } from "../../../src/train/data/image-folder.js";
-import { tempDir } from "./fixtures.js";
+import { tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -40,16 +40,6 @@ function fillAll(ds: ReturnType<typeof openImageFolder>) {
   return { x, y: [...y].map(Number), n };
 }
 
-function thrown(f: () => unknown): DataError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error("expected a DataError");
-}
-
 describe("image folders", () => {
   it("lists one class per sub-folder (sorted) and decodes grey PNGs as stored, lazily", () => {
     const root = tree({
@@ -74,7 +64,7 @@ describe("image folders", () => {
     rmSync(join(root, "dog/b.png"));
     const one = new Float32Array(6);
     ds.fill([0], one, new BigInt64Array(1));
-    const e = thrown(() => ds.fill([2], one, new BigInt64Array(1)));
+    const e = thrownDataError(() => ds.fill([2], one, new BigInt64Array(1)));
     expect(e.where.file).toBe(join(root, "dog/b.png"));
     expect(e.message).toMatch(/cannot read the image \(ENOENT\)/);
   });
@@ -154,7 +144,7 @@ describe("image folders", () => {
       "a/two.png": png(new Uint8Array(4 * 2), 1, 8, 4, 2),
       "b/three.png": png(new Uint8Array(3 * 5), 1, 8, 3, 5),
     });
-    const e = thrown(() => openImageFolder(root));
+    const e = thrownDataError(() => openImageFolder(root));
     expect(e.where.file).toBe(join(root, "a/two.png"));
     expect(e.message).toMatch(
       /images must all have one size: a\/one\.png is 3×2 \(width×height\), but a\/two\.png is 4×2; b\/three\.png is 3×5/,
@@ -166,25 +156,27 @@ describe("image folders", () => {
       "a/ok.png": png(ramp(1, 0), 1),
       "a/bad.png": new TextEncoder().encode("hello there"),
     });
-    const e = thrown(() => openImageFolder(garbage));
+    const e = thrownDataError(() => openImageFolder(garbage));
     expect(e.where.file).toBe(join(garbage, "a/bad.png"));
     expect(e.message).toMatch(/unreadable image: neither PNG nor JPEG/);
 
     const good = png(ramp(1, 0), 1);
     const root = tree({ "a/ok.png": good, "a/cut.png": good.subarray(0, 40) });
     const ds = openImageFolder(root);
-    const d = thrown(() => fillAll(ds));
+    const d = thrownDataError(() => fillAll(ds));
     expect(d.where.file).toBe(join(root, "a/cut.png"));
     expect(d.message).toMatch(/unreadable image \(.*\); the file is damaged/);
   });
 
   it("reports a missing folder, no class folders and an empty class", () => {
-    expect(thrown(() => openImageFolder("/nonexistent/imgs")).message).toMatch(/image folder not found/);
-    expect(thrown(() => openImageFolder(tree({ "x.png": png(ramp(1, 0), 1) }))).message).toMatch(
+    expect(thrownDataError(() => openImageFolder("/nonexistent/imgs")).message).toMatch(
+      /image folder not found/,
+    );
+    expect(thrownDataError(() => openImageFolder(tree({ "x.png": png(ramp(1, 0), 1) }))).message).toMatch(
       /no class folders/,
     );
     const root = tree({ "a/x.png": png(ramp(1, 0), 1), "b/readme.txt": new Uint8Array(1) });
-    expect(thrown(() => openImageFolder(root)).where.file).toBe(join(root, "b"));
+    expect(thrownDataError(() => openImageFolder(root)).where.file).toBe(join(root, "b"));
   });
 
   it("estimates channel statistics from the images", () => {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Dataset } from "../../../src/train/data/dataset.js";
 import { DataError } from "../../../src/train/data/errors.js";
 import { parseNpy, readNpyPair } from "../../../src/train/data/npy.js";
-import { npyBytes, tempDir } from "./fixtures.js";
+import { npyBytes, tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -28,16 +28,6 @@ function all(ds: Dataset) {
   const y = new BigInt64Array(ds.length);
   ds.fill(idx, x, y);
   return { x: [...x], y: [...y].map(Number) };
-}
-
-function thrown(f: () => unknown): DataError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error("expected a DataError");
 }
 
 describe("NPY", () => {
@@ -76,7 +66,8 @@ describe("NPY", () => {
 
   it("rejects Fortran order, object and structured arrays, and truncation, saying where", () => {
     expect(
-      thrown(() => parseNpy(npyBytes("<f4", [2, 2], [1, 2, 3, 4], { fortran: true }), "f.npy")).message,
+      thrownDataError(() => parseNpy(npyBytes("<f4", [2, 2], [1, 2, 3, 4], { fortran: true }), "f.npy"))
+        .message,
     ).toMatch(/f\.npy, byte 10: array is in Fortran.*ascontiguousarray/);
     const edit = (from: string, to: string) =>
       Buffer.from(
@@ -85,20 +76,22 @@ describe("NPY", () => {
           .replace(from, to),
         "latin1",
       );
-    expect(thrown(() => parseNpy(edit("'|u1'", "'|O8'"), "o.npy")).message).toMatch(
+    expect(thrownDataError(() => parseNpy(edit("'|u1'", "'|O8'"), "o.npy")).message).toMatch(
       /object arrays cannot be read/,
     );
-    expect(thrown(() => parseNpy(edit("'|u1'", "[('a', '<i4')]"), "r.npy")).message).toMatch(/structured/);
-    expect(thrown(() => parseNpy(edit("'|u1'", "'<U8'"), "u.npy")).message).toMatch(
+    expect(thrownDataError(() => parseNpy(edit("'|u1'", "[('a', '<i4')]"), "r.npy")).message).toMatch(
+      /structured/,
+    );
+    expect(thrownDataError(() => parseNpy(edit("'|u1'", "'<U8'"), "u.npy")).message).toMatch(
       /dtype U8 is not supported/,
     );
     const full = npyBytes("<f4", [10], new Array(10).fill(1));
-    const cut = thrown(() => parseNpy(full.subarray(0, full.length - 3), "c.npy"));
+    const cut = thrownDataError(() => parseNpy(full.subarray(0, full.length - 3), "c.npy"));
     expect(cut.where.offset).toBe(full.length - 3);
     expect(cut.message).toMatch(
       /truncated NPY data: shape \(10\) of f4 needs 40 bytes after the header, the file has 37/,
     );
-    expect(thrown(() => parseNpy(new Uint8Array(20), "z.npy")).message).toMatch(/not an NPY file/);
+    expect(thrownDataError(() => parseNpy(new Uint8Array(20), "z.npy")).message).toMatch(/not an NPY file/);
   });
 
   it("builds datasets from (N,F), (N,H,W), NCHW and NHWC arrays with integer or one-hot labels", () => {
@@ -123,15 +116,17 @@ describe("NPY", () => {
 
   it("reports labels out of range (with byte offset), fractional labels, and count mismatches", () => {
     const p = pair(npyBytes("<f4", [3, 1], [0, 0, 0]), npyBytes("<i8", [3], [0, 1, 5]));
-    const e = thrown(() => readNpyPair({ ...p, numClasses: 3 }));
+    const e = thrownDataError(() => readNpyPair({ ...p, numClasses: 3 }));
     expect(e.where).toMatchObject({ file: p.y, item: 2, offset: 128 + 16 });
     expect(e.message).toMatch(/label 5 of item 2 is outside 0\.\.2/);
     expect(
-      thrown(() => readNpyPair(pair(npyBytes("<f4", [1, 1], [0]), npyBytes("<f4", [1], [0.5])))).message,
+      thrownDataError(() => readNpyPair(pair(npyBytes("<f4", [1, 1], [0]), npyBytes("<f4", [1], [0.5]))))
+        .message,
     ).toMatch(/label 0\.5 is not a class index/);
     expect(
-      thrown(() => readNpyPair(pair(npyBytes("<f4", [2, 1], [0, 0]), npyBytes("<i4", [3], [0, 0, 0]))))
-        .message,
+      thrownDataError(() =>
+        readNpyPair(pair(npyBytes("<f4", [2, 1], [0, 0]), npyBytes("<i4", [3], [0, 0, 0]))),
+      ).message,
     ).toMatch(/y has 3 items but x has 2/);
   });
 });
