@@ -17,8 +17,8 @@ import { encodeModel, modelOf } from "../src/onnx/codec.js";
 import type { Model } from "../src/onnx/ir.js";
 import { f32, i64, numel } from "../src/onnx/tensor.js";
 import { openSession, toOrt } from "../src/runtime/session.js";
-import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph, buildTrainingStep, TrainingRunner } from "../src/train/step.js";
+import { Rng } from "../src/util/rng.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 interface Options {

@@ -4,10 +4,10 @@
  *
  *   npm run build && node dist/bench/loader.js [--data-dir ../shared/data] [--epochs 2]
  */
-import { augment } from "../src/train/data/augment.js";
-import type { Dataset } from "../src/train/data/dataset.js";
-import { DataLoader } from "../src/train/data/loader.js";
-import { openNamedDataset } from "../src/train/data/named.js";
+import { augment } from "../src/data/augment.js";
+import type { Dataset } from "../src/data/dataset.js";
+import { DataLoader } from "../src/data/loader.js";
+import { openNamedDataset } from "../src/data/named.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

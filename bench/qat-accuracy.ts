@@ -13,18 +13,18 @@
  * the quantized runs.
  */
 import type * as ort from "onnxruntime-node";
+import type { Dataset } from "../src/data/dataset.js";
+import { DataLoader } from "../src/data/loader.js";
+import { openNamedDataset } from "../src/data/named.js";
 import type { NetModel } from "../src/nn/model.js";
+import { prependNormalization } from "../src/nn/normalize.js";
 import { zooModel } from "../src/nn/zoo.js";
 import type { Tensor } from "../src/onnx/tensor.js";
 import { QatTraining } from "../src/quant/qat-train.js";
 import type { SessionOptions } from "../src/runtime/session.js";
-import type { Dataset } from "../src/train/data/dataset.js";
-import { DataLoader } from "../src/train/data/loader.js";
-import { openNamedDataset } from "../src/train/data/named.js";
-import { prependNormalization } from "../src/train/normalize.js";
+import { evaluate } from "../src/train/evaluate.js";
 import { schedule } from "../src/train/schedules.js";
 import { buildTrainingStep, EvalRunner, TrainingRunner, type TrainingStep } from "../src/train/step.js";
-import { evaluate } from "../src/train/trainer.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -12,15 +12,16 @@
  * machine is shared; contention only slows windows down). Printed: samples/s, the QAT cost (float ÷ QAT) of each,
  * and qat QAT ÷ PyTorch QAT.
  */
+
+import type { Dataset } from "../src/data/dataset.js";
 import type { NetModel } from "../src/nn/model.js";
+import { prependNormalization } from "../src/nn/normalize.js";
 import { zooModel } from "../src/nn/zoo.js";
 import type { Tensor } from "../src/onnx/tensor.js";
 import { QatTraining } from "../src/quant/qat-train.js";
 import type { SessionOptions } from "../src/runtime/session.js";
-import type { Dataset } from "../src/train/data/dataset.js";
-import { prependNormalization } from "../src/train/normalize.js";
-import { Rng } from "../src/train/rng.js";
 import { buildTrainingStep, TrainingRunner, type TrainingStep } from "../src/train/step.js";
+import { Rng } from "../src/util/rng.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 function arg(name: string, fallback: string): string {

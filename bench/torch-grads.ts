@@ -14,8 +14,8 @@ import { join } from "node:path";
 import { stateDict, zooModel } from "../src/nn/index.js";
 import { f32, i64, numel, type Tensor } from "../src/onnx/tensor.js";
 import { openSession, run } from "../src/runtime/session.js";
-import { Rng } from "../src/train/rng.js";
 import { buildGradientGraph } from "../src/train/step.js";
+import { Rng } from "../src/util/rng.js";
 import { runTorchScript } from "./torch/python.js";
 
 export interface GradRow {

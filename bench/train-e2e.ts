@@ -5,13 +5,13 @@
  *   npm run build && node dist/bench/train-e2e.js [--model mnist-cnn] [--steps 300] [--threads 2] [--augment]
  */
 import { join } from "node:path";
+import { augment } from "../src/data/augment.js";
+import type { Dataset } from "../src/data/dataset.js";
+import { DataLoader } from "../src/data/loader.js";
+import { openNamedDataset } from "../src/data/named.js";
+import { prependNormalization } from "../src/nn/normalize.js";
 import { zooModel } from "../src/nn/zoo.js";
 import type { Tensor } from "../src/onnx/tensor.js";
-import { augment } from "../src/train/data/augment.js";
-import type { Dataset } from "../src/train/data/dataset.js";
-import { DataLoader } from "../src/train/data/loader.js";
-import { openNamedDataset } from "../src/train/data/named.js";
-import { prependNormalization } from "../src/train/normalize.js";
 import { buildTrainingStep, TrainingRunner } from "../src/train/step.js";
 
 const arg = (name: string, fallback: string): string => {
@@ -24,12 +24,18 @@ const threads = Number(arg("threads", "2"));
 const batchSize = 64;
 
 async function main(): Promise<void> {
-  let ds: Dataset = await openNamedDataset("mnist", { split: "train", dataDir: arg("data-dir", join("..", "shared", "data")) });
+  let ds: Dataset = await openNamedDataset("mnist", {
+    split: "train",
+    dataDir: arg("data-dir", join("..", "shared", "data")),
+  });
   const stats = ds.stats();
   if (process.argv.includes("--augment")) ds = augment(ds, { seed: 1, cropPadding: 2, flip: false });
   const net = zooModel(model, { seed: 1 });
   prependNormalization(net, stats.mean, stats.std);
-  const runner = await TrainingRunner.create(buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }), { threads });
+  const runner = await TrainingRunner.create(
+    buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } }),
+    { threads },
+  );
   const loader = new DataLoader(ds, { batchSize, seed: 1 });
   const shape = [batchSize, ...net.inputShape];
 
@@ -52,7 +58,11 @@ async function main(): Promise<void> {
   t = performance.now();
   n = 0;
   for await (const b of loader.iterate({ epoch: 2, batch: 0 }, { epoch: 2, batch: steps })) {
-    await runner.run({ dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x }, { dtype: "int64", dims: [b.size], data: b.y }, 0.01);
+    await runner.run(
+      { dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x },
+      { dtype: "int64", dims: [b.size], data: b.y },
+      0.01,
+    );
     n += b.size;
   }
   const endToEnd = (n * 1000) / (performance.now() - t);
@@ -63,10 +73,20 @@ async function main(): Promise<void> {
     "loader only": Math.round(loaderOnly),
     "end to end (loader + step)": Math.round(endToEnd),
   };
-  console.log(`${model}, MNIST, batch ${batchSize}, ${threads} threads, ${steps} steps${process.argv.includes("--augment") ? ", augmented" : ""}`);
+  console.log(
+    `${model}, MNIST, batch ${batchSize}, ${threads} threads, ${steps} steps${process.argv.includes("--augment") ? ", augmented" : ""}`,
+  );
   console.table(Object.entries(rows).map(([what, sps]) => ({ what, "samples/s": sps })));
   console.log(`end to end runs at ${((100 * endToEnd) / engine).toFixed(1)}% of the engine-only rate`);
-  console.log(JSON.stringify({ model, threads, engine_samples_per_s: engine, loader_samples_per_s: loaderOnly, end_to_end_samples_per_s: endToEnd }));
+  console.log(
+    JSON.stringify({
+      model,
+      threads,
+      engine_samples_per_s: engine,
+      loader_samples_per_s: loaderOnly,
+      end_to_end_samples_per_s: endToEnd,
+    }),
+  );
 }
 
 main().catch((e: Error) => {

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { writeFileAtomic } from "../src/train/atomic.js";
+import { writeFileAtomic } from "../src/util/atomic.js";
 import { RegistryError } from "./errors.js";
 import type { Transport } from "./transport/channel.js";
 import {

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import type { TrainConfig } from "../src/train/config.js";
+import type { TrainConfig } from "../src/pipeline/config.js";
 import { UsageError } from "./errors.js";
 
 /**
@@ -24,7 +24,10 @@ export function readConfigFile(path: string, required: boolean): Partial<TrainCo
   }
   const known = new Set(["model", "data", "optimizer", "schedule", "training", "quantization"]);
   for (const k of Object.keys(j)) {
-    if (!known.has(k)) throw new UsageError(`config file ${path}: unknown section "${k}" (sections: ${[...known].join(", ")})`);
+    if (!known.has(k))
+      throw new UsageError(
+        `config file ${path}: unknown section "${k}" (sections: ${[...known].join(", ")})`,
+      );
   }
   const c: Partial<TrainConfig> & Record<string, unknown> = {};
   const m = j.model ?? {};
@@ -38,7 +41,15 @@ export function readConfigFile(path: string, required: boolean): Partial<TrainCo
   if (d.augment !== undefined) c.augment = { cropPadding: 0, flip: false, ...(d.augment as object) };
   if (j.optimizer) c.optimizer = j.optimizer as unknown as TrainConfig["optimizer"];
   if (j.schedule) c.schedule = j.schedule as unknown as TrainConfig["schedule"];
-  for (const k of ["epochs", "seed", "threads", "patience", "checkpointEvery", "maxSteps", "evalLimit"] as const) {
+  for (const k of [
+    "epochs",
+    "seed",
+    "threads",
+    "patience",
+    "checkpointEvery",
+    "maxSteps",
+    "evalLimit",
+  ] as const) {
     if (t[k] !== undefined) c[k] = Number(t[k]);
   }
   return c;

@@ -1,5 +1,5 @@
 import cliProgress from "cli-progress";
-import type { EpochEvent, StepEvent, TrainHooks } from "../src/train/trainer.js";
+import type { EpochEvent, StepEvent, TrainHooks } from "../src/pipeline/trainer.js";
 
 /**
  * Training feedback: a progress bar (step, loss, samples/s, ETA) on a terminal, plain log lines every few seconds
@@ -17,7 +17,9 @@ export function trainProgress(opts: { quiet?: boolean } = {}): TrainHooks & { st
         const now = Date.now();
         if (now - last < 5000 && e.step !== e.totalSteps) return;
         last = now;
-        say(`step ${e.step}/${e.totalSteps} epoch ${e.epoch + 1} loss ${e.loss.toFixed(4)} lr ${fmt(e.lr)} ${Math.round(e.samplesPerSec)} samples/s`);
+        say(
+          `step ${e.step}/${e.totalSteps} epoch ${e.epoch + 1} loss ${e.loss.toFixed(4)} lr ${fmt(e.lr)} ${Math.round(e.samplesPerSec)} samples/s`,
+        );
       },
       onEpoch: (e) => say(epochLine(e)),
       log: say,
@@ -26,7 +28,8 @@ export function trainProgress(opts: { quiet?: boolean } = {}): TrainHooks & { st
   }
   const bar = new cliProgress.SingleBar(
     {
-      format: "{bar} {value}/{total} steps | epoch {epoch} | loss {loss} | {sps} samples/s | ETA {eta_formatted}",
+      format:
+        "{bar} {value}/{total} steps | epoch {epoch} | loss {loss} | {sps} samples/s | ETA {eta_formatted}",
       stream: err,
       hideCursor: true,
       etaBuffer: 50,

@@ -12,7 +12,7 @@ import * as ort from "onnxruntime-node";
 import { encodeModel, modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
 import { i64, numel } from "../../src/onnx/tensor.js";
-import { Rng } from "../../src/train/rng.js";
+import { Rng } from "../../src/util/rng.js";
 
 const ti = process.argv.indexOf("--threads");
 const threads = ti > 0 ? Number(process.argv[ti + 1]) : 2;

@@ -1,9 +1,9 @@
+import type { Dataset } from "../data/dataset.js";
 import { encodeModel, modelOf } from "../onnx/codec.js";
 import { attrInt, type Graph, type Model } from "../onnx/ir.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
 import { type Tensor, toFloat32 } from "../onnx/tensor.js";
-import { writeFileAtomic } from "../train/atomic.js";
-import type { Dataset } from "../train/data/dataset.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { ExportError } from "./errors.js";
 import { floatTwin } from "./float.js";
 import { measureLatency } from "./latency.js";

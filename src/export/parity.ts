@@ -1,9 +1,9 @@
 import type * as ort from "onnxruntime-node";
+import type { Dataset } from "../data/dataset.js";
+import { DataLoader } from "../data/loader.js";
 import { decodeModel } from "../onnx/codec.js";
 import type { Model } from "../onnx/ir.js";
 import { openSession, type SessionOptions, toOrt } from "../runtime/session.js";
-import type { Dataset } from "../train/data/dataset.js";
-import { DataLoader } from "../train/data/loader.js";
 import { ExportError } from "./errors.js";
 import { outputStep } from "./qdq.js";
 

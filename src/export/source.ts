@@ -5,7 +5,7 @@ import type { Graph } from "../onnx/ir.js";
 import { toFloat32 } from "../onnx/tensor.js";
 import type { QConfig } from "../quant/qconfig.js";
 import { loadCheckpoint } from "../train/checkpoint.js";
-import { RUN_FILES } from "../train/trainer.js";
+import { RUN_FILES } from "../train/run-folder.js";
 import { ExportError } from "./errors.js";
 
 /** One row of the placement table a QAT checkpoint records (src/quant/placement.ts `placementTable`). */

@@ -1,6 +1,6 @@
 import { type Attr, type AttrInput, attr, Graph } from "../onnx/ir.js";
 import { f32, i64, type Tensor, tensor } from "../onnx/tensor.js";
-import { Rng } from "../train/rng.js";
+import { Rng } from "../util/rng.js";
 import { biasUniform, filled, kaimingUniform } from "./init.js";
 import { type NetModel, NnError } from "./model.js";
 

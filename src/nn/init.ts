@@ -1,5 +1,5 @@
 import { f32, numel, type Tensor } from "../onnx/tensor.js";
-import type { Rng } from "../train/rng.js";
+import type { Rng } from "../util/rng.js";
 
 /** PyTorch's fan-in of a weight: dims[1] × the receptive field (Linear [out, in], Conv [out, in/groups, kh, kw]). */
 export function fanIn(dims: readonly number[]): number {

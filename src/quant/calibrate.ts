@@ -1,10 +1,10 @@
+import type { Dataset } from "../data/dataset.js";
+import { DataLoader } from "../data/loader.js";
 import type { NetModel } from "../nn/model.js";
 import { modelOf } from "../onnx/codec.js";
 import { cloneGraph } from "../onnx/ir.js";
 import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
 import { openSession, run } from "../runtime/session.js";
-import type { Dataset } from "../train/data/dataset.js";
-import { DataLoader } from "../train/data/loader.js";
 import { makeObserver, type Observer, type Range } from "./observer.js";
 import type { Placement, WeightPoint } from "./placement.js";
 import type { TensorQConfig } from "./qconfig.js";

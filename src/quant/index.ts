@@ -2,10 +2,10 @@
  * Quantization-aware training: fake-quant ops lowered to ONNX QuantizeLinear/DequantizeLinear, straight-through
  * and LSQ/PACT gradients, qconfigs and presets, observers, BN folding, placement, calibration and sensitivity.
  */
+
 export * from "./bn-fold.js";
 export * from "./calibrate.js";
 export * from "./fake-quant.js";
-export * from "./float-run.js";
 export * from "./observe-graph.js";
 export * from "./observer.js";
 export * from "./placement.js";

@@ -1,7 +1,7 @@
+import type { Dataset } from "../data/dataset.js";
 import type { NetModel } from "../nn/model.js";
 import type { Tensor } from "../onnx/tensor.js";
 import type { SessionOptions } from "../runtime/session.js";
-import type { Dataset } from "../train/data/dataset.js";
 import { buildTrainingStep, type StepOptions, type TrainingStep } from "../train/step.js";
 import { calibrate } from "./calibrate.js";
 import { lowerFakeQuant } from "./fake-quant.js";

@@ -1,7 +1,7 @@
+import type { Dataset } from "../data/dataset.js";
 import type { NetModel } from "../nn/model.js";
-import type { Dataset } from "../train/data/dataset.js";
+import { evaluate } from "../train/evaluate.js";
 import { EvalRunner } from "../train/step.js";
-import { evaluate } from "../train/trainer.js";
 import { calibrate } from "./calibrate.js";
 import type { ObserverKind } from "./observer.js";
 import { type Placement, placeQuant } from "./placement.js";

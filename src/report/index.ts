@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { writeFileAtomic } from "../train/atomic.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { type GatherOptions, gatherReport, REPORT_FILES } from "./report.js";
 import type { ReportData } from "./types.js";
 

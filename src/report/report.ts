@@ -14,7 +14,7 @@ import { summarize } from "../onnx/summary.js";
 import { toFloat32 } from "../onnx/tensor.js";
 import type { SensitivityReport } from "../quant/sensitivity.js";
 import { loadCheckpoint } from "../train/checkpoint.js";
-import { RUN_FILES } from "../train/trainer.js";
+import { RUN_FILES } from "../train/run-folder.js";
 import { readDeviceReport } from "./device-report.js";
 import {
   type EpochPoint,

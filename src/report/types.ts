@@ -1,7 +1,7 @@
 /** What `qat report` gathers from a run folder: every field is read from a file the run wrote. */
 import type { ModelSummary } from "../onnx/summary.js";
+import type { EpochEvent, TrainResult } from "../pipeline/trainer.js";
 import type { SensitivityReport } from "../quant/sensitivity.js";
-import type { EpochEvent, TrainResult } from "../train/trainer.js";
 
 /** Bad input to the report (not a run folder, an unreadable or invalid file): exit code 2, names the file. */
 export class ReportError extends Error {

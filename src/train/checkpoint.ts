@@ -1,9 +1,9 @@
 import { encodeModel, loadModel, modelOf } from "../onnx/codec.js";
 import { OnnxError } from "../onnx/errors.js";
 import { cloneGraph, type Graph } from "../onnx/ir.js";
-import type { Tensor } from "../onnx/tensor.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
-import { writeFileAtomic } from "./atomic.js";
+import type { Tensor } from "../onnx/tensor.js";
+import { writeFileAtomic } from "../util/atomic.js";
 
 /** Prefix of the initializers that hold training state (optimizer moments, step counters) in a checkpoint. */
 export const STATE_PREFIX = "qat.state.";
@@ -34,9 +34,12 @@ export function loadCheckpoint(path: string): Checkpoint {
   const model = loadModel(path);
   const raw = model.metadata[META_KEY];
   if (raw === undefined) {
-    throw new OnnxError("not a qat checkpoint (no qat.checkpoint metadata): pass a run folder or its checkpoint.onnx", {
-      file: path,
-    });
+    throw new OnnxError(
+      "not a qat checkpoint (no qat.checkpoint metadata): pass a run folder or its checkpoint.onnx",
+      {
+        file: path,
+      },
+    );
   }
   let meta: Record<string, unknown>;
   try {

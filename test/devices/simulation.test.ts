@@ -12,10 +12,10 @@ import { setupDevice } from "../../devices/setup.js";
 import { resolveSimulation } from "../../devices/simulation.js";
 import { LocalTransport } from "../../devices/transport/local.js";
 import { validateModel } from "../../devices/validate.js";
+import { openNamedDataset } from "../../src/data/named.js";
 import { ExportError } from "../../src/export/errors.js";
 import { EXPORT_META_KEY, exportToFile } from "../../src/export/export.js";
 import { decodeModel, loadModel } from "../../src/onnx/codec.js";
-import { openNamedDataset } from "../../src/train/data/named.js";
 import { qatCheckpoint } from "../export/fixtures.js";
 import { MNIST8, mnistTest, SHARED } from "./helpers.js";
 

@@ -5,12 +5,12 @@ import { EXPORT_META_KEY, exportCheckpoint } from "../../src/export/export.js";
 import { floatTwin } from "../../src/export/float.js";
 import { loadQatSource, type QatSource } from "../../src/export/source.js";
 import { checkTensorRt } from "../../src/export/tensorrt.js";
+import { prependNormalization } from "../../src/nn/normalize.js";
 import { zooModel } from "../../src/nn/zoo.js";
 import { decodeModel, encodeModel, modelOf } from "../../src/onnx/codec.js";
 import type { Graph } from "../../src/onnx/ir.js";
 import { toFloat32 } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { prependNormalization } from "../../src/train/normalize.js";
 import { batchOf } from "../quant/fixtures.js";
 import { qatCheckpoint, synthDataset, tempDir } from "./fixtures.js";
 

@@ -1,13 +1,13 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { prependNormalization } from "../../src/nn/normalize.js";
 import { zooModel } from "../../src/nn/zoo.js";
 import { calibrate } from "../../src/quant/calibrate.js";
 import { placementTable, placeQuant } from "../../src/quant/placement.js";
 import { applyQuant } from "../../src/quant/prepare.js";
 import { preset } from "../../src/quant/qconfig.js";
 import { saveCheckpoint } from "../../src/train/checkpoint.js";
-import { prependNormalization } from "../../src/train/normalize.js";
 import { synthDataset } from "../quant/fixtures.js";
 
 export const tempDir = (): string => mkdtempSync(join(tmpdir(), "qat-export-"));

@@ -1,12 +1,12 @@
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { openNamedDataset } from "../../src/data/named.js";
 import { ImportError, importModel, importOnnx } from "../../src/nn/import/index.js";
 import { BatchNorm2d, Conv2d, Flatten, Linear, ReLU, sequential, stateDict } from "../../src/nn/index.js";
 import { decodeModel, encodeModel, loadModel, modelOf } from "../../src/onnx/codec.js";
 import { f32, i64, type Tensor } from "../../src/onnx/tensor.js";
-import { evaluateModel } from "../../src/runtime/evaluate.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { openNamedDataset } from "../../src/train/data/named.js";
+import { evaluateModel } from "../../src/train/evaluate.js";
 import { buildGradientGraph, buildTrainingStep, TrainingRunner } from "../../src/train/step.js";
 import { DATA, MODELS } from "../helpers/paths.js";
 import { handModel, maxAbsDiff, randomF32, runModel } from "./helpers.js";

@@ -2,12 +2,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { zipSync } from "fflate";
 import { afterAll, describe, expect, test } from "vitest";
+import { openDataset } from "../../src/data/open.js";
 import { exportToFile } from "../../src/export/export.js";
-import { openDataset } from "../../src/train/data/open.js";
-import { train } from "../../src/train/trainer.js";
+import { train } from "../../src/pipeline/trainer.js";
+import { npyBytes, tempDir } from "../data/fixtures.js";
 import { MODELS } from "../helpers/paths.js";
 import { seeded } from "../helpers/random.js";
-import { npyBytes, tempDir } from "../train/data/fixtures.js";
 
 /**
  * Quantization-aware training of imported pretrained models, through the same `train` a `qat train --from … --qat`

@@ -14,7 +14,7 @@ import {
 import { modelOf } from "../../src/onnx/codec.js";
 import { f32, numel } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { Rng } from "../../src/train/rng.js";
+import { Rng } from "../../src/util/rng.js";
 
 const input = (n: number, shape: number[], seed = 5) =>
   f32([n, ...shape], new Rng(seed).uniformArray(n * numel(shape), -2, 3));

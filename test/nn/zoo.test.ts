@@ -4,7 +4,7 @@ import { modelOf } from "../../src/onnx/codec.js";
 import { attrInt } from "../../src/onnx/ir.js";
 import { f32, numel } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { Rng } from "../../src/train/rng.js";
+import { Rng } from "../../src/util/rng.js";
 
 const expectedParams: Record<string, number> = {
   // conv 8·1·9+8, conv 16·8·9+16, fc 784·10+10

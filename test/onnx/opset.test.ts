@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { readIdx } from "../../src/data/idx.js";
 import { encodeModel, loadModel } from "../../src/onnx/codec.js";
 import { OnnxError } from "../../src/onnx/errors.js";
 import { foldConstants } from "../../src/onnx/fold.js";
@@ -6,7 +7,6 @@ import { attr, Graph, type Model } from "../../src/onnx/ir.js";
 import { normalizeOpset, WORKING_OPSET } from "../../src/onnx/opset.js";
 import { f32, i64, numel, type Tensor, tensor, toFloat32 } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { readIdx } from "../../src/train/data/idx.js";
 import { feeds, type In, runOrt, single, values } from "./shapes-helpers.js";
 
 const MODELS = "/work/shared/models";

@@ -1,5 +1,5 @@
+import type { Dataset } from "../../src/data/dataset.js";
 import type { Tensor } from "../../src/onnx/tensor.js";
-import type { Dataset } from "../../src/train/data/dataset.js";
 import { seeded } from "../helpers/random.js";
 
 /** A dataset of random 0–255 images with labels i mod 10. */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { prependNormalization } from "../../src/nn/normalize.js";
 import { zooModel } from "../../src/nn/zoo.js";
 import { placementTable, placeQuant, quantizableLayers } from "../../src/quant/placement.js";
 import { intRange, preset, QConfigError, qconfigFrom } from "../../src/quant/qconfig.js";
-import { prependNormalization } from "../../src/train/normalize.js";
 
 function model(name: string) {
   const net = zooModel(name);

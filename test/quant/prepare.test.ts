@@ -1,6 +1,7 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import type { NetModel } from "../../src/nn/model.js";
+import { prependNormalization } from "../../src/nn/normalize.js";
 import { zooModel } from "../../src/nn/zoo.js";
 import type { Tensor } from "../../src/onnx/tensor.js";
 import { calibrate } from "../../src/quant/calibrate.js";
@@ -9,7 +10,6 @@ import { placeQuant } from "../../src/quant/placement.js";
 import { applyQuant } from "../../src/quant/prepare.js";
 import { preset } from "../../src/quant/qconfig.js";
 import { openSession } from "../../src/runtime/session.js";
-import { prependNormalization } from "../../src/train/normalize.js";
 import { buildGradientGraph, buildTrainingStep, EvalRunner, TrainingRunner } from "../../src/train/step.js";
 import { batchOf, synthDataset } from "./fixtures.js";
 

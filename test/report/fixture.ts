@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { setupDevice } from "../../devices/setup.js";
 import { LocalTransport } from "../../devices/transport/local.js";
 import { validateFleet } from "../../devices/validate.js";
+import { openNamedDataset } from "../../src/data/named.js";
 import { exportToFile } from "../../src/export/export.js";
-import { openFloatRun } from "../../src/quant/float-run.js";
+import { openFloatRun } from "../../src/pipeline/float-run.js";
+import { train } from "../../src/pipeline/trainer.js";
 import { sensitivity } from "../../src/quant/sensitivity.js";
-import { openNamedDataset } from "../../src/train/data/named.js";
-import { train } from "../../src/train/trainer.js";
 import { DATA } from "../helpers/paths.js";
 
 export interface Fixture {

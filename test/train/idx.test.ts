@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { DataError } from "../../src/train/data/errors.js";
-import { parseIdx, readIdx } from "../../src/train/data/idx.js";
-import { thrownDataError } from "./data/fixtures.js";
+import { DataError } from "../../src/data/errors.js";
+import { parseIdx, readIdx } from "../../src/data/idx.js";
+import { thrownDataError } from "../data/fixtures.js";
 
 const MNIST = "/work/shared/data/mnist";
 const dir = mkdtempSync(join(tmpdir(), "qat-idx-"));

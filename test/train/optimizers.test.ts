@@ -4,7 +4,7 @@ import { Graph } from "../../src/onnx/ir.js";
 import { f32, type Tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
 import { appendOptimizer, OptimizerError, type OptimizerSpec } from "../../src/train/optimizers.js";
-import { Rng } from "../../src/train/rng.js";
+import { Rng } from "../../src/util/rng.js";
 
 // ---- a plain JS (float64) transcription of torch.optim's single-tensor update rules, as the reference
 

@@ -14,7 +14,6 @@ import type { NetModel } from "../../src/nn/model.js";
 import { attrInt } from "../../src/onnx/ir.js";
 import { f32, i64, type Tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
-import { Rng } from "../../src/train/rng.js";
 import {
   buildGradientGraph,
   buildTrainingStep,
@@ -22,6 +21,7 @@ import {
   StepError,
   TrainingRunner,
 } from "../../src/train/step.js";
+import { Rng } from "../../src/util/rng.js";
 
 const tiny = (seed = 3): NetModel =>
   sequential(

@@ -1,11 +1,11 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
+import { openDataset } from "../../src/data/open.js";
 import { importModel } from "../../src/nn/import/index.js";
 import { loadModel, modelOf } from "../../src/onnx/codec.js";
-import { evaluateModel } from "../../src/runtime/evaluate.js";
-import { openDataset } from "../../src/train/data/open.js";
-import { RUN_FILES } from "../../src/train/trainer.js";
+import { evaluateModel } from "../../src/train/evaluate.js";
+import { RUN_FILES } from "../../src/train/run-folder.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 import { inputConvention } from "./train.js";

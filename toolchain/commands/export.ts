@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Command, Option } from "commander";
+import { openDataset } from "../../src/data/open.js";
 import { ExportError } from "../../src/export/errors.js";
 import {
   type ExportFormat,
@@ -11,7 +12,6 @@ import {
 } from "../../src/export/export.js";
 import type { ParityReport } from "../../src/export/parity.js";
 import type { QatSource } from "../../src/export/source.js";
-import { openDataset } from "../../src/train/data/open.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 

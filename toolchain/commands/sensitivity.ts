@@ -1,11 +1,11 @@
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { openFloatRun } from "../../src/quant/float-run.js";
+import { openFloatRun } from "../../src/pipeline/float-run.js";
 import { OBSERVER_KINDS, type ObserverKind } from "../../src/quant/observer.js";
 import { presetNames } from "../../src/quant/qconfig.js";
 import { formatSensitivity, sensitivity } from "../../src/quant/sensitivity.js";
 import { REPORT_FILES } from "../../src/report/report.js";
-import { writeFileAtomic } from "../../src/train/atomic.js";
+import { writeFileAtomic } from "../../src/util/atomic.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 

@@ -12,10 +12,10 @@ import {
   type Runtime,
   validateFleet,
 } from "../../devices/validate.js";
+import { sampleSize } from "../../src/data/dataset.js";
+import { openDataset } from "../../src/data/open.js";
 import { decodeModel } from "../../src/onnx/codec.js";
-import { writeFileAtomic } from "../../src/train/atomic.js";
-import { sampleSize } from "../../src/train/data/dataset.js";
-import { openDataset } from "../../src/train/data/open.js";
+import { writeFileAtomic } from "../../src/util/atomic.js";
 import { UsageError } from "../errors.js";
 import { emit } from "../output.js";
 import { registryOpts } from "./device.js";

@@ -10,9 +10,9 @@ import { cloneGraph, type Graph, type Model, sortGraph } from "../../onnx/ir.js"
 import { normalizeOpset, WORKING_OPSET } from "../../onnx/opset.js";
 import { inferShapes } from "../../onnx/shapes.js";
 import { numel, type Tensor, tensor, widen } from "../../onnx/tensor.js";
-import { prependNormalization } from "../../train/normalize.js";
-import { Rng } from "../../train/rng.js";
+import { Rng } from "../../util/rng.js";
 import type { NetModel } from "../model.js";
+import { prependNormalization } from "../normalize.js";
 import { makeBatchDynamic } from "./batch.js";
 import { trainBatchNorm } from "./batchnorm.js";
 import { foldBiasAdds } from "./bias.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { encode as encodePng } from "fast-png";
 import { zipSync } from "fflate";
 import { afterEach, describe, expect, it } from "vitest";
-import { openDataset } from "../../../src/train/data/open.js";
+import { openDataset } from "../../src/data/open.js";
 import { cifarBytes, idxBytes, npyBytes, tempDir } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { augment } from "../../../src/train/data/augment.js";
-import { ArrayDataset } from "../../../src/train/data/dataset.js";
-import { splitValidation } from "../../../src/train/data/split.js";
+import { augment } from "../../src/data/augment.js";
+import { ArrayDataset } from "../../src/data/dataset.js";
+import { splitValidation } from "../../src/data/split.js";
 
 const C = 2;
 const H = 4;

@@ -9,27 +9,29 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
+import { augment } from "../data/augment.js";
+import { type Dataset, withClasses } from "../data/dataset.js";
+import { DataLoader } from "../data/loader.js";
+import { openDataset } from "../data/open.js";
+import { splitValidation } from "../data/split.js";
 import { importModel } from "../nn/import/index.js";
 import type { NetModel } from "../nn/model.js";
 import { loadStateDict } from "../nn/model.js";
+import { prependNormalization } from "../nn/normalize.js";
 import { zooModel } from "../nn/zoo.js";
 import { encodeModel, loadModel, modelOf } from "../onnx/codec.js";
 import { cloneGraph } from "../onnx/ir.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
 import type { Tensor } from "../onnx/tensor.js";
 import { QatTraining } from "../quant/qat-train.js";
-import { writeFileAtomic } from "./atomic.js";
-import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../train/checkpoint.js";
+import { evaluate } from "../train/evaluate.js";
+import { ClassificationMetrics } from "../train/metrics.js";
+import { RUN_FILES } from "../train/run-folder.js";
+import { type ScheduleSpec, schedule } from "../train/schedules.js";
+import { buildTrainingStep, EvalRunner, TrainingRunner } from "../train/step.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { ConfigError, resolveConfig, type TrainConfig } from "./config.js";
-import { augment } from "./data/augment.js";
-import { type Dataset, withClasses } from "./data/dataset.js";
-import { DataLoader } from "./data/loader.js";
-import { openDataset } from "./data/open.js";
-import { splitValidation } from "./data/split.js";
-import { ClassificationMetrics } from "./metrics.js";
-import { prependNormalization } from "./normalize.js";
-import { type ScheduleSpec, schedule } from "./schedules.js";
-import { buildTrainingStep, EvalRunner, TrainingRunner } from "./step.js";
 
 export interface StepEvent {
   step: number;
@@ -75,16 +77,6 @@ export interface TrainResult {
 export class TrainError extends Error {
   override name = "TrainError";
 }
-
-/** Files of a run folder. */
-export const RUN_FILES = {
-  config: "config.json",
-  metrics: "metrics.jsonl",
-  checkpoint: "checkpoint.onnx",
-  best: "best.onnx",
-  model: "model.onnx",
-  summary: "summary.json",
-} as const;
 
 interface Position {
   epoch: number;
@@ -382,7 +374,8 @@ export async function train(
  */
 function inheritModel(settings: Partial<TrainConfig>): Partial<TrainConfig> {
   const cfgPath = settings.init ? join(settings.init, RUN_FILES.config) : "";
-  if (settings.model !== undefined || settings.from !== undefined || !cfgPath || !existsSync(cfgPath)) return settings;
+  if (settings.model !== undefined || settings.from !== undefined || !cfgPath || !existsSync(cfgPath))
+    return settings;
   let run: Partial<TrainConfig>;
   try {
     run = JSON.parse(readFileSync(cfgPath, "utf8")) as Partial<TrainConfig>;
@@ -442,29 +435,6 @@ function stateToSave(runner: TrainingRunner, net: NetModel): Map<string, Tensor>
   const out = new Map<string, Tensor>();
   for (const [k, t] of runner.values()) if (!net.eval.initializers.has(k)) out.set(k, t);
   return out;
-}
-
-/** Accuracy, top-5 and the confusion matrix of the eval graph on a dataset, in batches. */
-export async function evaluate(
-  evaluator: EvalRunner,
-  ds: Dataset,
-  weights: Map<string, ort.Tensor | Tensor> | undefined,
-  batchSize: number,
-  limit = 0,
-): Promise<ClassificationMetrics> {
-  const metrics = new ClassificationMetrics(ds.numClasses);
-  const loader = new DataLoader(ds, { batchSize, shuffle: false });
-  const n = limit > 0 ? Math.min(limit, ds.length) : ds.length;
-  let done = 0;
-  for await (const b of loader.epoch(0)) {
-    const take = Math.min(b.size, n - done);
-    const x: Tensor = { dtype: "float32", dims: [b.size, ...ds.inputShape], data: b.x };
-    const { logits } = await evaluator.run(x, { weights });
-    metrics.add(logits.data as Float32Array, b.y, take);
-    done += take;
-    if (done >= n) break;
-  }
-  return metrics;
 }
 
 /** Drop metric lines written after the checkpoint a resumed run starts from, so they are not counted twice. */

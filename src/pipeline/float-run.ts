@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ArrayDataset } from "../data/dataset.js";
+import { openNamedDataset } from "../data/named.js";
 import { loadStateDict, type NetModel } from "../nn/model.js";
+import { prependNormalization } from "../nn/normalize.js";
 import { zooModel } from "../nn/zoo.js";
 import { loadModel } from "../onnx/codec.js";
 import type { Tensor } from "../onnx/tensor.js";
-import { ConfigError, resolveConfig, type TrainConfig } from "../train/config.js";
-import type { ArrayDataset } from "../train/data/dataset.js";
-import { openNamedDataset } from "../train/data/named.js";
-import { prependNormalization } from "../train/normalize.js";
+import { ConfigError, resolveConfig, type TrainConfig } from "./config.js";
 
 export interface FloatRun {
   net: NetModel;

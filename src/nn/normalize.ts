@@ -1,6 +1,6 @@
 import type { Graph } from "../onnx/ir.js";
 import { f32 } from "../onnx/tensor.js";
-import type { NetModel } from "../nn/model.js";
+import type { NetModel } from "./model.js";
 
 /**
  * Put input normalisation inside the model: a new input of the same name takes values as the dataset stores them
@@ -12,7 +12,8 @@ export function prependNormalization(net: NetModel, mean: number[], std: number[
   if (mean.length !== c && mean.length !== 1) {
     throw new Error(`normalisation has ${mean.length} means for ${c} input channels`);
   }
-  const broadcast = net.inputShape.length > 1 ? [mean.length, ...net.inputShape.slice(1).map(() => 1)] : [mean.length];
+  const broadcast =
+    net.inputShape.length > 1 ? [mean.length, ...net.inputShape.slice(1).map(() => 1)] : [mean.length];
   for (const g of [net.train, net.eval]) insert(g, net.input, mean, std, broadcast);
 }
 
@@ -21,7 +22,13 @@ function insert(g: Graph, input: string, mean: number[], std: number[], dims: nu
   // the network now reads `raw`; the graph input keeps its name and feeds the normalisation
   for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === input ? raw : i));
   const m = g.constant("input.mean", f32(dims, mean));
-  const s = g.constant("input.inv_std", f32(dims, std.map((v) => 1 / (v > 0 ? v : 1))));
+  const s = g.constant(
+    "input.inv_std",
+    f32(
+      dims,
+      std.map((v) => 1 / (v > 0 ? v : 1)),
+    ),
+  );
   const centered = g.op("Sub", [input, m], {}, { name: "normalize_sub" });
   g.op("Mul", [centered, s], {}, { name: "normalize_mul", output: raw });
   // move the two new nodes to the front so the graph stays in topological order

@@ -1,9 +1,11 @@
 import type * as ort from "onnxruntime-node";
+import type { Dataset } from "../data/dataset.js";
+import { DataLoader } from "../data/loader.js";
 import type { Model } from "../onnx/ir.js";
-import type { Dataset } from "../train/data/dataset.js";
-import { DataLoader } from "../train/data/loader.js";
-import { ClassificationMetrics } from "../train/metrics.js";
-import { openSession, type SessionOptions, toOrt } from "./session.js";
+import type { Tensor } from "../onnx/tensor.js";
+import { openSession, type SessionOptions, toOrt } from "../runtime/session.js";
+import { ClassificationMetrics } from "./metrics.js";
+import type { EvalRunner } from "./step.js";
 
 export class EvalError extends Error {
   override name = "EvalError";
@@ -87,4 +89,27 @@ export async function evaluateModel(
   } finally {
     await session.release();
   }
+}
+
+/** Accuracy, top-5 and the confusion matrix of the eval graph on a dataset, in batches. */
+export async function evaluate(
+  evaluator: EvalRunner,
+  ds: Dataset,
+  weights: Map<string, ort.Tensor | Tensor> | undefined,
+  batchSize: number,
+  limit = 0,
+): Promise<ClassificationMetrics> {
+  const metrics = new ClassificationMetrics(ds.numClasses);
+  const loader = new DataLoader(ds, { batchSize, shuffle: false });
+  const n = limit > 0 ? Math.min(limit, ds.length) : ds.length;
+  let done = 0;
+  for await (const b of loader.epoch(0)) {
+    const take = Math.min(b.size, n - done);
+    const x: Tensor = { dtype: "float32", dims: [b.size, ...ds.inputShape], data: b.x };
+    const { logits } = await evaluator.run(x, { weights });
+    metrics.add(logits.data as Float32Array, b.y, take);
+    done += take;
+    if (done >= n) break;
+  }
+  return metrics;
 }

@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { parseTar } from "nanotar";
-import { writeFileAtomic } from "../atomic.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { openCifarFolder } from "./cifar.js";
 import type { ArrayDataset } from "./dataset.js";
 import {

@@ -1,9 +1,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Dataset } from "../../../src/train/data/dataset.js";
-import { DataError } from "../../../src/train/data/errors.js";
-import { parseNpy, readNpyPair } from "../../../src/train/data/npy.js";
+import type { Dataset } from "../../src/data/dataset.js";
+import { DataError } from "../../src/data/errors.js";
+import { parseNpy, readNpyPair } from "../../src/data/npy.js";
 import { npyBytes, tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

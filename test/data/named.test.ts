@@ -5,15 +5,15 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { createTar } from "nanotar";
 import { afterEach, describe, expect, it } from "vitest";
-import { DataError } from "../../../src/train/data/errors.js";
+import { DataError } from "../../src/data/errors.js";
 import {
   defaultCacheDir,
   fetchDataset,
   locateDataset,
   type NamedDatasetOptions,
   openNamedDataset,
-} from "../../../src/train/data/named.js";
-import { type CifarArchiveSource, type IdxSource, SOURCES } from "../../../src/train/data/sources.js";
+} from "../../src/data/named.js";
+import { type CifarArchiveSource, type IdxSource, SOURCES } from "../../src/data/sources.js";
 import { cifarBytes, idxBytes, serveFiles, tempDir } from "./fixtures.js";
 
 const SHARED = new URL("../../../../shared/data", import.meta.url).pathname;

@@ -1,8 +1,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { openCifarFolder, readCifar10, readCifar100 } from "../../../src/train/data/cifar.js";
-import { DataError } from "../../../src/train/data/errors.js";
+import { openCifarFolder, readCifar10, readCifar100 } from "../../src/data/cifar.js";
+import { DataError } from "../../src/data/errors.js";
 import { cifarBytes, tempDir } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { DataError } from "../../../src/train/data/errors.js";
+import { DataError } from "../../src/data/errors.js";
 
 /** A fresh temporary folder; `done()` removes it. */
 export function tempDir(): { dir: string; done: () => void } {

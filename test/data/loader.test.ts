@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ArrayDataset, type Dataset } from "../../../src/train/data/dataset.js";
-import { DataError } from "../../../src/train/data/errors.js";
-import { type Batch, DataLoader } from "../../../src/train/data/loader.js";
+import { ArrayDataset, type Dataset } from "../../src/data/dataset.js";
+import { DataError } from "../../src/data/errors.js";
+import { type Batch, DataLoader } from "../../src/data/loader.js";
 
 /** n items of 2 features: item i = (i, -i), label i % 3. */
 function toy(n: number): ArrayDataset {

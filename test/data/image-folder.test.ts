@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { encode as encodePng } from "fast-png";
 import jpeg from "jpeg-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { DataError } from "../../../src/train/data/errors.js";
-import { openImageFolder } from "../../../src/train/data/image-folder.js";
+import { DataError } from "../../src/data/errors.js";
+import { openImageFolder } from "../../src/data/image-folder.js";
 import { tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

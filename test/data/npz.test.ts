@@ -2,8 +2,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { zipSync } from "fflate";
 import { afterEach, describe, expect, it } from "vitest";
-import { DataError } from "../../../src/train/data/errors.js";
-import { listNpz, readNpz } from "../../../src/train/data/npz.js";
+import { DataError } from "../../src/data/errors.js";
+import { listNpz, readNpz } from "../../src/data/npz.js";
 import { npyBytes, tempDir } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

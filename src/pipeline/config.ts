@@ -1,6 +1,6 @@
 import type { QatSettings } from "../quant/qat-train.js";
-import type { OptimizerSpec } from "./optimizers.js";
-import type { ScheduleSpec } from "./schedules.js";
+import type { OptimizerSpec } from "../train/optimizers.js";
+import type { ScheduleSpec } from "../train/schedules.js";
 
 /** Everything a training run depends on. `config.json` in the run folder holds it fully resolved. */
 export interface TrainConfig {
@@ -72,12 +72,15 @@ export class ConfigError extends Error {
 export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
   const c = { ...DEFAULTS } as TrainConfig;
   for (const l of layers) {
-    for (const [k, v] of Object.entries(l)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+    for (const [k, v] of Object.entries(l))
+      if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   }
   if (c.from !== undefined) {
-    if (typeof c.from !== "string" || c.from === "") throw new ConfigError(`from must be the path of an .onnx file, got ${c.from}`);
+    if (typeof c.from !== "string" || c.from === "")
+      throw new ConfigError(`from must be the path of an .onnx file, got ${c.from}`);
     for (const k of ["optimizer", "schedule"] as const) {
-      if (!layers.some((l) => l[k] !== undefined)) (c as unknown as Record<string, unknown>)[k] = FINE_TUNE_DEFAULTS[k];
+      if (!layers.some((l) => l[k] !== undefined))
+        (c as unknown as Record<string, unknown>)[k] = FINE_TUNE_DEFAULTS[k];
     }
   }
   const positiveInt = (k: keyof TrainConfig) => {
@@ -92,6 +95,7 @@ export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
   positiveInt("batchSize");
   positiveInt("checkpointEvery");
   for (const k of ["seed", "threads", "patience", "maxSteps", "evalLimit"] as const) nonNegInt(k);
-  if (!(c.valFraction >= 0 && c.valFraction < 1)) throw new ConfigError(`valFraction must be in [0, 1), got ${c.valFraction}`);
+  if (!(c.valFraction >= 0 && c.valFraction < 1))
+    throw new ConfigError(`valFraction must be in [0, 1), got ${c.valFraction}`);
   return c;
 }

@@ -2,8 +2,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { DataError } from "../../../src/train/data/errors.js";
-import { readIdxDataset } from "../../../src/train/data/idx-dataset.js";
+import { DataError } from "../../src/data/errors.js";
+import { readIdxDataset } from "../../src/data/idx-dataset.js";
 import { idxBytes, tempDir } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];

@@ -1,4 +1,4 @@
-import { Rng } from "../rng.js";
+import { Rng } from "../util/rng.js";
 import { type ChannelStats, checkBatch, type Dataset, type FillContext, sampleSize } from "./dataset.js";
 import { mixSeed, SEED_TAG } from "./seed.js";
 

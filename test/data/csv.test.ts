@@ -1,8 +1,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { readCsv } from "../../../src/train/data/csv.js";
-import { DataError } from "../../../src/train/data/errors.js";
+import { readCsv } from "../../src/data/csv.js";
+import { DataError } from "../../src/data/errors.js";
 import { tempDir, thrownDataError } from "./fixtures.js";
 
 let cleanup: (() => void)[] = [];
