@@ -3,7 +3,7 @@
  * /etc/nv_tegra_release, /proc/cpuinfo, `uname -m`, the glibc version, memory) — collected by the agent
  * (`collectFacts`) or, before it is installed, by a shell command over the transport (`factsOverShell`).
  */
-import type { BoardFacts } from "./agent/agent.js";
+import type { BoardFacts } from "./agent/protocol.js";
 import type { Transport } from "./transport/channel.js";
 
 export type BoardId =

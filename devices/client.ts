@@ -3,55 +3,35 @@
  * headers. Works on any Channel (local child, qemu child, SSH exec channel).
  */
 import { createHash } from "node:crypto";
+import { encodeFrame, FrameDecoder, type Header } from "./agent/framing.js";
 import {
+  type AskedType,
+  type BatchReply,
   type BoardFacts,
-  encodeFrame,
-  FrameDecoder,
-  type Header,
+  type EvaluateBatchRequest,
+  type EvaluationOptions,
+  type HelloReply,
+  type InstalledInfo,
+  type ModelList,
+  type OkHeader,
+  type PostedType,
   PROTOCOL_VERSION,
-  packTensors,
-  type TensorRef,
-  type TypedArray,
-  unpackTensor,
-} from "./agent/agent.js";
+  type Request,
+  type RequestOf,
+  type TrtEngineInfo,
+} from "./agent/protocol.js";
+import { packTensors, type TypedArray, unpackTensor } from "./agent/tensors.js";
 import { AgentNotInstalledError, ProtocolError, RemoteError } from "./errors.js";
 import type { Channel } from "./transport/channel.js";
 
-export interface Hello {
-  protocol: number;
-  agentVersion: string;
-  capabilities: string[];
-  home: string;
-  installDir: string;
-  installed: InstalledInfo | null;
-  pid: number;
-  facts: BoardFacts;
-}
-
-export interface InstalledInfo {
-  key: string;
-  agentVersion: string;
-  agentSha256: string;
-  backend: string;
-  runtimeVersion: string;
-  arch: string;
-  installDir?: string;
-  installedAt?: string;
-}
-
-export interface ModelEntry {
-  sha256: string;
-  size: number;
-  name?: string | null;
-  uploadedAt?: string;
-  storedAt?: string;
-}
-
-export interface ModelList {
-  current: string | null;
-  history: string[];
-  models: ModelEntry[];
-}
+export type {
+  EvaluationOptions,
+  InstalledInfo,
+  ModelEntry,
+  ModelList,
+  TrtEngineInfo,
+} from "./agent/protocol.js";
+export type Hello = HelloReply;
 
 export interface HostTensor {
   name: string;
@@ -60,44 +40,8 @@ export interface HostTensor {
   data: TypedArray;
 }
 
-export interface BatchResult {
-  outputs: HostTensor[];
-  /** The batch's time on the board: onnxruntime's run call, or trtexec's median "Latency" (TensorRT). */
-  ms: number;
-  perSampleMs: number;
-  correct: number | null;
-  maxRSS: number;
-  runtime: "onnxruntime" | "tensorrt";
-  /** TensorRT: trtexec's median "GPU Compute Time" and the wall time of the whole trtexec call. */
-  gpuComputeMs?: number | null;
-  wallMs?: number;
-}
-
-/** How to run a model on the board. */
-export interface EvaluationOptions {
-  threads?: number;
-  config?: Record<string, unknown>;
-  /** onnxruntime (the installed backend; default) or tensorrt (trtexec on the board). */
-  runtime?: "onnxruntime" | "tensorrt";
-  /** TensorRT: the trtexec program on the board (default /usr/src/tensorrt/bin/trtexec, else PATH). */
-  trtexec?: string;
-  /** TensorRT: the inputs and their dims (batch included), whether to pass them as --shapes, int8 precision. */
-  inputs?: { name: string; dims: number[] }[];
-  dynamic?: boolean;
-  int8?: boolean;
-  /** TensorRT: inference iterations per batch (the latency is their median). */
-  iterations?: number;
-}
-
-/** What the board says about a TensorRT engine it built or found. */
-export interface TrtEngineInfo {
-  version: string | null;
-  trtexec: string;
-  engine: string;
-  cached: boolean;
-  buildMs: number;
-  argv: string[];
-}
+/** A batch's reply with its output tensors decoded from the payload. */
+export type BatchResult = Omit<BatchReply, "outputs"> & { outputs: HostTensor[] };
 
 interface Pending {
   resolve: (f: { header: Header; payload: Uint8Array }) => void;
@@ -224,23 +168,27 @@ export class AgentClient {
     this.pending.clear();
   }
 
-  private write(header: Header, payload?: Uint8Array): boolean {
+  private write(header: { t: string; id?: number }, payload?: Uint8Array): boolean {
     if (this.closedWith) throw this.closedWith;
     return this.channel.stdin.write(encodeFrame(header, payload));
   }
 
-  /** Send a request and wait for its reply. */
-  request(
-    type: string,
-    fields: Record<string, unknown> = {},
+  /**
+   * Send a request and wait for its reply: the reply's header (typed by the request's type) and payload. Only
+   * request types the board answers are accepted (put.chunk goes through `post`).
+   */
+  request<T extends AskedType>(
+    msg: RequestOf<T>,
     payload?: Uint8Array,
-  ): Promise<{ header: Header; payload: Uint8Array }> {
+  ): Promise<{ header: OkHeader<T>; payload: Uint8Array }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.closedWith) return reject(this.closedWith);
-      this.pending.set(id, { resolve, reject, type });
+      const done = (f: { header: Header; payload: Uint8Array }): void =>
+        resolve({ header: f.header as unknown as OkHeader<T>, payload: f.payload });
+      this.pending.set(id, { resolve: done, reject, type: (msg as Request).t });
       try {
-        this.write({ ...fields, t: type, id }, payload);
+        this.write({ ...(msg as Request), id }, payload);
       } catch (e) {
         this.pending.delete(id);
         reject(e as Error);
@@ -249,8 +197,8 @@ export class AgentClient {
   }
 
   /** Send without waiting for a reply (put.chunk); resolves when the link has room for more (backpressure). */
-  async post(type: string, fields: Record<string, unknown>, payload?: Uint8Array): Promise<void> {
-    if (!this.write({ ...fields, t: type, id: this.nextId++ }, payload)) {
+  async post<T extends PostedType>(msg: RequestOf<T>, payload?: Uint8Array): Promise<void> {
+    if (!this.write({ ...(msg as Request), id: this.nextId++ }, payload)) {
       await new Promise<void>((res, rej) => {
         const onDrain = (): void => {
           cleanup();
@@ -274,8 +222,7 @@ export class AgentClient {
   }
 
   async hello(): Promise<Hello> {
-    const r = await this.request("hello", { protocol: PROTOCOL_VERSION });
-    const h = r.header as unknown as Hello;
+    const h = (await this.request({ t: "hello", protocol: PROTOCOL_VERSION })).header;
     if (h.protocol !== PROTOCOL_VERSION) {
       throw new AgentNotInstalledError(
         "protocol-mismatch",
@@ -290,7 +237,7 @@ export class AgentClient {
   }
 
   async facts(): Promise<BoardFacts> {
-    return (await this.request("facts")).header.facts as BoardFacts;
+    return (await this.request({ t: "facts" })).header.facts;
   }
 
   /**
@@ -305,67 +252,72 @@ export class AgentClient {
   ): Promise<{ sha256: string; path: string; existed: boolean; resumedFrom: number }> {
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const resume = opts.resume ?? this.resumeUploads;
-    const begin = await this.request("put.begin", {
-      ...target,
-      size: bytes.length,
-      sha256,
-      ...(resume ? { resume: true } : {}),
-    });
-    if (begin.header.exists)
-      return { sha256, path: String(begin.header.path), existed: true, resumedFrom: 0 };
-    const put = begin.header.id;
-    const from = Math.max(0, Math.min(bytes.length, Number(begin.header.offset ?? 0) || 0));
+    const begin = (
+      await this.request({
+        t: "put.begin",
+        ...target,
+        size: bytes.length,
+        sha256,
+        ...(resume ? { resume: true } : {}),
+      })
+    ).header;
+    if (begin.exists) return { sha256, path: String(begin.path), existed: true, resumedFrom: 0 };
+    const put = begin.id;
+    const from = Math.max(0, Math.min(bytes.length, Number(begin.offset ?? 0) || 0));
     if (from > 0) {
       this.resumed.uploads++;
       this.resumed.bytes += from;
     }
     const step = Math.max(1, this.chunkSize);
     for (let off = from; off < bytes.length; off += step) {
-      await this.post("put.chunk", { put }, bytes.subarray(off, Math.min(bytes.length, off + step)));
+      await this.post({ t: "put.chunk", put }, bytes.subarray(off, Math.min(bytes.length, off + step)));
       opts.onProgress?.(Math.min(bytes.length, off + step), bytes.length);
     }
-    const end = await this.request("put.end", { put });
-    if (end.header.sha256 !== sha256) {
+    const end = (await this.request({ t: "put.end", put })).header;
+    if (end.sha256 !== sha256) {
       throw new ProtocolError(
         "sha256-mismatch",
-        `the board stored ${String(end.header.sha256)}, expected ${sha256}`,
-        { device: this.device },
+        `the board stored ${String(end.sha256)}, expected ${sha256}`,
+        {
+          device: this.device,
+        },
       );
     }
-    return { sha256, path: String(end.header.path), existed: false, resumedFrom: from };
+    return { sha256, path: String(end.path), existed: false, resumedFrom: from };
   }
 
   async list(): Promise<ModelList> {
-    return (await this.request("models.list")).header as unknown as ModelList;
+    const { t: _t, id: _id, ...list } = (await this.request({ t: "models.list" })).header;
+    return list;
   }
 
   async current(): Promise<string | null> {
-    return ((await this.request("current.get")).header.current as string | null) ?? null;
+    return (await this.request({ t: "current.get" })).header.current ?? null;
   }
 
   async setCurrent(
     sha256: string,
     keep: number,
   ): Promise<{ previous: string | null; current: string; history: string[]; removed: string[] }> {
-    return (await this.request("current.set", { sha256, keep })).header as never;
+    return (await this.request({ t: "current.set", sha256, keep })).header;
   }
 
   async rollback(): Promise<{ from: string | null; to: string; history: string[] }> {
-    return (await this.request("rollback")).header as never;
+    return (await this.request({ t: "rollback" })).header;
   }
 
   async commitInstall(info: InstalledInfo): Promise<InstalledInfo> {
-    return (await this.request("install.commit", { info })).header.installed as InstalledInfo;
+    return (await this.request({ t: "install.commit", info })).header.installed;
   }
 
   /** Load the runtime on the board (fails with the loader's message, e.g. a too-old glibc). */
   async runtimeCheck(backend?: string): Promise<{ versions: Record<string, string> }> {
-    return (await this.request("runtime.check", { backend })).header as never;
+    return (await this.request({ t: "runtime.check", backend })).header;
   }
 
   /** Remove agent installs other than the running one. */
   async pruneInstalls(): Promise<string[]> {
-    return (await this.request("install.prune")).header.removed as string[];
+    return (await this.request({ t: "install.prune" })).header.removed;
   }
 
   async openEvaluation(
@@ -379,7 +331,7 @@ export class AgentClient {
     runtime?: string;
     tensorrt?: TrtEngineInfo;
   }> {
-    return (await this.request("evaluate.open", { model, ...opts })).header as never;
+    return (await this.request({ t: "evaluate.open", model, ...opts })).header;
   }
 
   /** Build (or find) the TensorRT engine of a model on the board with trtexec. */
@@ -387,7 +339,7 @@ export class AgentClient {
     model: string,
     opts: Pick<EvaluationOptions, "trtexec" | "inputs" | "dynamic" | "int8">,
   ): Promise<TrtEngineInfo & { sha256: string }> {
-    return (await this.request("trt.build", { model, ...opts })).header as never;
+    return (await this.request({ t: "trt.build", model, ...opts })).header;
   }
 
   async runBatch(
@@ -400,19 +352,17 @@ export class AgentClient {
       ? [...inputs, { name: "__labels", dtype: "int64", dims: [labels.length], data: labels }]
       : inputs;
     const { refs, payload } = packTensors(all);
-    const r = await this.request(
-      "evaluate.batch",
-      {
-        session,
-        inputs: labels ? refs.slice(0, -1) : refs,
-        labels: labels ? refs.at(-1) : undefined,
-        outputs,
-      },
-      payload,
-    );
+    const msg: EvaluateBatchRequest = {
+      t: "evaluate.batch",
+      session,
+      inputs: labels ? refs.slice(0, -1) : refs,
+      labels: labels ? refs.at(-1) : undefined,
+      outputs,
+    };
+    const r = await this.request(msg, payload);
     const h = r.header;
     return {
-      outputs: (h.outputs as TensorRef[]).map((ref) => ({
+      outputs: h.outputs.map((ref) => ({
         name: ref.name,
         dtype: ref.dtype,
         dims: ref.dims,
@@ -420,24 +370,22 @@ export class AgentClient {
       })),
       ms: Number(h.ms),
       perSampleMs: Number(h.perSampleMs),
-      correct: (h.correct as number | null) ?? null,
+      correct: h.correct ?? null,
       maxRSS: Number(h.maxRSS) || 0,
       runtime: h.runtime === "tensorrt" ? "tensorrt" : "onnxruntime",
-      ...(h.runtime === "tensorrt"
-        ? { gpuComputeMs: (h.gpuComputeMs as number | null) ?? null, wallMs: Number(h.wallMs) }
-        : {}),
+      ...(h.runtime === "tensorrt" ? { gpuComputeMs: h.gpuComputeMs ?? null, wallMs: Number(h.wallMs) } : {}),
     };
   }
 
   async closeEvaluation(session: number): Promise<{ runs: number; maxRSS: number }> {
-    return (await this.request("evaluate.close", { session })).header as never;
+    return (await this.request({ t: "evaluate.close", session })).header;
   }
 
   /** Say bye, close stdin and wait for the agent to exit. */
   async close(): Promise<void> {
     if (!this.closedWith) {
       try {
-        await this.request("bye");
+        await this.request({ t: "bye" });
       } catch {
         // already gone
       }

@@ -11,7 +11,9 @@
  * in ONNX Runtime. Run: npm run build && node dist/examples/gradient-descent.js
  */
 import { pathToFileURL } from "node:url";
-import { formatFloat, grad, param, valueAndGrad } from "../src/autodiff/expr.js";
+import { expr } from "qat";
+
+const { formatFloat, grad, param, valueAndGrad } = expr;
 
 /** Run the example, printing through `print`; returns the lines printed. */
 export async function main(print: (line: string) => void = console.log): Promise<string[]> {

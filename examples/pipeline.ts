@@ -12,27 +12,59 @@
  * Data comes from ../shared/data, QAT_DATA_DIR or the download cache. Everything lands in runs/main-<time>/:
  * float/ and qat/ (run folders), sensitivity.json, model.int8.onnx, device-report.json and report.html.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { deployModel } from "../devices/deploy.js";
-import { installDebianPackages } from "../devices/packages.js";
-import { openDevice, resolveDevice } from "../devices/registry.js";
-import { setupDevice } from "../devices/setup.js";
-import { resolveSimulation } from "../devices/simulation.js";
-import { DEBIAN_PACKAGES } from "../devices/transport/emulator.js";
-import { formatFleet, validateFleet } from "../devices/validate.js";
-import type { Dataset } from "../src/data/dataset.js";
-import { openNamedDataset } from "../src/data/named.js";
-import { exportToFile } from "../src/export/export.js";
-import { decodeModel } from "../src/onnx/codec.js";
-import { openFloatRun } from "../src/pipeline/float-run.js";
-import { train } from "../src/pipeline/trainer.js";
-import { sensitivity } from "../src/quant/sensitivity.js";
-import { writeReport } from "../src/report/index.js";
-import { writeFileAtomic } from "../src/util/atomic.js";
-import { trainProgress } from "../toolchain/progress.js";
+import {
+  type Dataset,
+  decodeModel,
+  exportToFile,
+  openFloatRun,
+  openNamedDataset,
+  sensitivity,
+  type TrainHooks,
+  train,
+  writeReport,
+} from "qat";
+import {
+  DEBIAN_PACKAGES,
+  deployModel,
+  formatFleet,
+  installDebianPackages,
+  openDevice,
+  resolveDevice,
+  resolveSimulation,
+  setupDevice,
+  validateFleet,
+} from "qat/devices";
 
 const say = (s: string) => console.log(s);
+
+/**
+ * Training feedback on stderr, in the lines `qat train` prints when its output is not a terminal: a step line every
+ * few seconds and one line per epoch (on a terminal the command draws a progress bar instead).
+ */
+function progress(): TrainHooks {
+  let last = 0;
+  const lr = (v: number) => (v >= 0.001 ? v.toFixed(4) : v.toExponential(2));
+  return {
+    onStep(e) {
+      if (Date.now() - last < 5000 && e.step !== e.totalSteps) return;
+      last = Date.now();
+      console.error(
+        `step ${e.step}/${e.totalSteps} epoch ${e.epoch + 1} loss ${e.loss.toFixed(4)} lr ${lr(e.lr)} ` +
+          `${Math.round(e.samplesPerSec)} samples/s`,
+      );
+    },
+    onEpoch(e) {
+      console.error(
+        `epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)} acc ${(100 * e.trainAccuracy).toFixed(2)}% | ` +
+          `${e.evalOn} acc ${(100 * e.evalAccuracy).toFixed(2)}% top-5 ${(100 * e.evalTop5).toFixed(2)}% | ` +
+          `${Math.round(e.samplesPerSec)} samples/s, ${e.seconds.toFixed(1)} s`,
+      );
+    },
+    log: (message) => console.error(message),
+  };
+}
 
 /** The first `n` samples of a dataset as the board's evaluation set. */
 function evalSet(ds: Dataset, n: number) {
@@ -56,12 +88,10 @@ async function main(): Promise<void> {
   );
 
   say("== 1/6 float training: mnist-cnn on MNIST, 1 epoch");
-  let progress = trainProgress();
   const float = await train(
     { model: "mnist-cnn", data: "mnist", dataDir, epochs: 1, seed: 1 },
-    { out: join(run, "float"), hooks: progress },
+    { out: join(run, "float"), hooks: progress() },
   );
-  progress.stop();
   say(
     `float test accuracy ${(100 * float.test_accuracy).toFixed(2)}% (${Math.round(float.samples_per_s)} samples/s)`,
   );
@@ -69,14 +99,13 @@ async function main(): Promise<void> {
   say("== 2/6 per-layer sensitivity of the float model (ort-cpu, one layer quantized at a time)");
   const fr = await openFloatRun(float.run, { dataDir });
   const sens = await sensitivity(fr.net, fr.train, fr.test, { preset: "ort-cpu" });
-  writeFileAtomic(join(run, "sensitivity.json"), `${JSON.stringify(sens, null, 2)}\n`);
+  writeFileSync(join(run, "sensitivity.json"), `${JSON.stringify(sens, null, 2)}\n`);
   say(
     `${sens.layers.map((l) => `${l.layer} ${l.delta > 0 ? "+" : ""}${(100 * l.delta).toFixed(2)} pt`).join(", ")} ` +
       `(float ${(100 * sens.float).toFixed(2)}%, all layers ${(100 * sens.quantized).toFixed(2)}%)`,
   );
 
   say("== 3/6 quantization-aware training (ort-cpu: uint8 activations, int8 per-channel weights), 1 epoch");
-  progress = trainProgress();
   const qat = await train(
     {
       model: "mnist-cnn",
@@ -88,9 +117,8 @@ async function main(): Promise<void> {
       qat: { preset: "ort-cpu" },
       schedule: { kind: "cosine", lr: 0.005, tMax: 0 },
     },
-    { out: join(run, "qat"), hooks: progress },
+    { out: join(run, "qat"), hooks: progress() },
   );
-  progress.stop();
   say(`QAT (fake-quant simulation) test accuracy ${(100 * qat.test_accuracy).toFixed(2)}%`);
 
   say("== 4/6 int8 export with the parity check");
@@ -132,7 +160,7 @@ async function main(): Promise<void> {
   say(formatFleet(report));
   // the same object `qat validate --json` prints, for `qat report --device-report`
   const deviceReport = join(run, "device-report.json");
-  writeFileAtomic(deviceReport, `${JSON.stringify({ model: out, dataset: "mnist", ...report }, null, 2)}\n`);
+  writeFileSync(deviceReport, `${JSON.stringify({ model: out, dataset: "mnist", ...report }, null, 2)}\n`);
   if (report.exceeded) process.exitCode = 1;
 
   say("== 6/6 the report");

@@ -2,18 +2,18 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
+import { calibrateCommand } from "./commands/calibrate.js";
+import { deployCommand } from "./commands/deploy.js";
+import { deviceCommand } from "./commands/device.js";
 import { evalCommand } from "./commands/eval.js";
+import { exportCommand } from "./commands/export.js";
 import { importCommand } from "./commands/import.js";
 import { inspectCommand } from "./commands/inspect.js";
-import { trainCommand } from "./commands/train.js";
-import { calibrateCommand } from "./commands/calibrate.js";
-import { sensitivityCommand } from "./commands/sensitivity.js";
-import { exportCommand } from "./commands/export.js";
-import { verifyCommand } from "./commands/verify.js";
-import { deviceCommand } from "./commands/device.js";
-import { deployCommand } from "./commands/deploy.js";
-import { validateCommand } from "./commands/validate.js";
 import { reportCommand } from "./commands/report.js";
+import { sensitivityCommand } from "./commands/sensitivity.js";
+import { trainCommand } from "./commands/train.js";
+import { validateCommand } from "./commands/validate.js";
+import { verifyCommand } from "./commands/verify.js";
 import { exitCodeFor, reportError } from "./output.js";
 
 /** The `qat` program: each command is a thin shell over a library function. */

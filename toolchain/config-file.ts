@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { TrainConfig } from "../src/pipeline/config.js";
+import { parseNumber } from "./args.js";
 import { UsageError } from "./errors.js";
 
 /**
@@ -36,8 +37,9 @@ export function readConfigFile(path: string, required: boolean): Partial<TrainCo
   if (m.name !== undefined) c.model = String(m.name);
   if (d.name !== undefined) c.data = String(d.name);
   if (d.dir !== undefined) c.dataDir = String(d.dir);
-  if (d.batchSize !== undefined) c.batchSize = Number(d.batchSize);
-  if (d.valFraction !== undefined) c.valFraction = Number(d.valFraction);
+  if (d.batchSize !== undefined) c.batchSize = parseNumber(d.batchSize as number, `${path}: data.batchSize`);
+  if (d.valFraction !== undefined)
+    c.valFraction = parseNumber(d.valFraction as number, `${path}: data.valFraction`);
   if (d.augment !== undefined) c.augment = { cropPadding: 0, flip: false, ...(d.augment as object) };
   if (j.optimizer) c.optimizer = j.optimizer as unknown as TrainConfig["optimizer"];
   if (j.schedule) c.schedule = j.schedule as unknown as TrainConfig["schedule"];
@@ -50,7 +52,8 @@ export function readConfigFile(path: string, required: boolean): Partial<TrainCo
     "maxSteps",
     "evalLimit",
   ] as const) {
-    if (t[k] !== undefined) c[k] = Number(t[k]);
+    // ranges are checked by resolveConfig, which names the setting
+    if (t[k] !== undefined) c[k] = parseNumber(t[k] as number, `${path}: training.${k}`);
   }
   return c;
 }

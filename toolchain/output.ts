@@ -22,7 +22,16 @@ export function exitCodeFor(err: unknown): number {
   if (typeof e?.exitCode === "number") return e.exitCode;
   if (err instanceof UsageError || err instanceof OnnxError) return 2;
   // bad input the user can fix: a dataset, a model, a configuration that does not fit
-  const badInput = ["DataError", "AutodiffError", "NnError", "ImportError", "ScheduleError", "OptimizerError", "QConfigError", "ObserverError"];
+  const badInput = [
+    "DataError",
+    "AutodiffError",
+    "NnError",
+    "ImportError",
+    "ScheduleError",
+    "OptimizerError",
+    "QConfigError",
+    "ObserverError",
+  ];
   if (e && badInput.includes(e.name)) return 2;
   return 1;
 }

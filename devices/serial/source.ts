@@ -1,38 +1,36 @@
 /**
  * What a board needs to serve the agent on a tty, pushed by `setupDevice` into the agent's install folder:
- * the link layer as serial-link.mjs (this build's devices/serial/link.js; Node built-ins only) and serialport's
- * native binding (@serialport/bindings-cpp with its small JS dependencies and its prebuilt binary for the board's
- * architecture — no compiler on the board).
+ * the link layer's modules as serial-*.mjs (read from the build or transpiled by the board-program loader; Node
+ * built-ins only) and serialport's native binding (@serialport/bindings-cpp with its small JS dependencies and its
+ * prebuilt binary for the board's architecture — no compiler on the board).
  */
-import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, posix, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type BoardModule, type BoardProgram, boardProgram } from "../agent/program.js";
 import { DeviceError } from "../errors.js";
 
-export interface LinkProgram {
-  code: string;
-  sha256: string;
-}
+/** The link layer's modules and their names in the install folder (the agent imports serial-tty.mjs). */
+export const LINK_MODULES: readonly BoardModule[] = [
+  "frames",
+  "options",
+  "handshake",
+  "session",
+  "link",
+  "tty",
+].map((name) => ({ source: `serial/${name}`, file: `serial-${name}.mjs` }));
 
-let cached: LinkProgram | undefined;
+export type LinkProgram = BoardProgram;
 
-/** The link layer as one ES module for the board (read from the build, or transpiled from link.ts). */
-export async function linkProgram(): Promise<LinkProgram> {
-  if (cached) return cached;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const js = join(here, "link.js");
-  let code: string;
-  if (existsSync(js)) code = readFileSync(js, "utf8").replace(/\n\/\/# sourceMappingURL=.*\n?$/, "\n");
-  else {
-    const ts = (await import("typescript")).default;
-    code = ts.transpileModule(readFileSync(join(here, "link.ts"), "utf8"), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-      fileName: "link.ts",
-    }).outputText;
-  }
-  cached = { code, sha256: createHash("sha256").update(code).digest("hex") };
+let cached: Promise<LinkProgram> | undefined;
+
+/** The link layer's files for a board (cached: the program does not change while qat runs). */
+export function linkProgram(): Promise<LinkProgram> {
+  cached ??= boardProgram(LINK_MODULES).catch((e: unknown) => {
+    cached = undefined;
+    throw e;
+  });
   return cached;
 }
 

@@ -9,14 +9,10 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { SerialPort } from "serialport";
 import { ConnectError, DeviceError } from "../errors.js";
-import {
-  type ByteLine,
-  explainOpenError,
-  Link,
-  type LinkOptions,
-  type LinkSession,
-  type LinkStats,
-} from "../serial/link.js";
+import { Link } from "../serial/link.js";
+import type { ByteLine, LinkOptions, LinkStats } from "../serial/options.js";
+import type { LinkSession } from "../serial/session.js";
+import { explainOpenError } from "../serial/tty.js";
 import type { Channel, ExecResult, Transport } from "./channel.js";
 
 export const DEFAULT_BAUD = 115200;

@@ -14,13 +14,7 @@ import ssh2, {
   type ConnectConfig,
   type NextAuthHandler,
 } from "ssh2";
-import {
-  AuthError,
-  ConnectError,
-  HostKeyChangedError,
-  RegistryError,
-  UnknownHostKeyError,
-} from "../errors.js";
+import { AuthError, ConnectError, RegistryError } from "../errors.js";
 import {
   type Channel,
   type ExecOptions,
@@ -29,15 +23,8 @@ import {
   shellJoin,
   type Transport,
 } from "./channel.js";
-import {
-  addKnownHost,
-  fingerprint,
-  hostKeyName,
-  keyTypeOf,
-  patternsMatch,
-  readKnownHosts,
-  verifyHostKey,
-} from "./known-hosts.js";
+import { addKnownHost, hostKeyName, patternsMatch, readKnownHosts, verifyHostKey } from "./known-hosts.js";
+import { type Attempt, explainFailure } from "./ssh-failure.js";
 
 // ssh2 is CommonJS: Node's ESM loader gives its exports on the default import only
 const { Client, utils } = ssh2;
@@ -245,33 +232,28 @@ export class SshTransport implements Transport {
   }
 }
 
+/** A connection attempt with everything the ssh config resolved. */
+type SshAttempt = Attempt & { r: ResolvedSsh };
+
 interface KeyOffer {
   file: string;
   key: ReturnType<typeof utils.parseKey>;
 }
 
-/** Connect, verify the host key, authenticate. Typed errors for each way this fails. */
-export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
-  const r = resolveSsh(opts);
-  const where = `${r.user}@${r.hostName}:${r.port}`;
-  const device = opts.device ?? `ssh://${where}`;
-  const knownName = hostKeyName(r.hostKeyAlias ?? r.hostName, r.port);
-  const entries = readKnownHosts(r.knownHostsFile);
-
-  // keys
+/** The private keys to offer; unreadable default keys are passed over, named ones are an error. */
+function loadKeys(a: SshAttempt, opts: SshOptions): KeyOffer[] {
   const offers: KeyOffer[] = [];
-  const skipped: string[] = [];
-  for (const file of r.identityFiles) {
+  for (const file of a.r.identityFiles) {
     let data: Buffer;
     try {
       data = readFileSync(file);
     } catch (e) {
-      if (opts.identityFiles || r.identityFromConfig) {
+      if (opts.identityFiles || a.r.identityFromConfig) {
         throw new AuthError(
           "key-unreadable",
           `cannot read the private key ${file}: ${(e as Error).message}`,
           {
-            device,
+            device: a.device,
             hint: "check the key path (--key) or the IdentityFile in ~/.ssh/config",
           },
         );
@@ -281,72 +263,96 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
     const parsed = utils.parseKey(data, opts.passphrase);
     const key = Array.isArray(parsed) ? (parsed[0] as ReturnType<typeof utils.parseKey>) : parsed;
     if (key instanceof Error) {
-      skipped.push(
+      a.skipped.push(
         `${file} (${/encrypted/i.test(key.message) ? "encrypted: load it into ssh-agent or give its passphrase" : key.message})`,
       );
       continue;
     }
     offers.push({ file, key });
   }
+  return offers;
+}
+
+/** Offer ssh-agent first, then each key, recording what was tried for the error message. */
+function authHandlerFor(
+  a: SshAttempt,
+  offers: KeyOffer[],
+  agentSock: string | undefined,
+): ConnectConfig["authHandler"] {
+  const user = a.r.user;
+  const methods: (() => unknown)[] = [];
+  if (agentSock) {
+    methods.push(() => {
+      a.tried.push(`ssh-agent (${agentSock})`);
+      return { type: "agent" as const, username: user, agent: agentSock };
+    });
+  }
+  for (const o of offers) {
+    const type = (o.key as { type?: string }).type ?? "key";
+    methods.push(() => {
+      a.tried.push(`${o.file} [${type}]`);
+      return { type: "publickey" as const, username: user, key: o.key as Exclude<KeyOffer["key"], Error> };
+    });
+  }
+  const handler = (
+    _left: AuthenticationType[] | null,
+    _partial: boolean | null,
+    next: NextAuthHandler,
+  ): void => {
+    const m = methods.shift();
+    next((m ? m() : false) as Parameters<NextAuthHandler>[0]);
+  };
+  return handler as unknown as ConnectConfig["authHandler"];
+}
+
+/**
+ * Host key checking against known_hosts (recording a new key when acceptNew), with the algorithms of keys
+ * known_hosts already has for this host asked for first.
+ */
+function hostKeyCheck(
+  a: SshAttempt,
+): Pick<ConnectConfig, "hostVerifier"> & { serverHostKey: (typeof HOST_KEY_ALGOS)[number][] } {
+  const entries = readKnownHosts(a.r.knownHostsFile);
+  const knownTypes = new Set(
+    entries.filter((e) => e.marker === "" && patternsMatch(e.patterns, a.knownName)).map((e) => e.keyType),
+  );
+  const serverHostKey = [...HOST_KEY_ALGOS].sort(
+    (x, y) => Number(knownTypes.has(algoType(y))) - Number(knownTypes.has(algoType(x))),
+  );
+  const hostVerifier = (key: Buffer): boolean => {
+    const presented = Buffer.from(key);
+    a.presented = presented;
+    a.verdict = verifyHostKey(entries, a.knownName, presented);
+    if (a.verdict.status === "ok") return true;
+    if (a.verdict.status === "unknown" && a.r.acceptNew) {
+      addKnownHost(a.r.knownHostsFile, a.knownName, presented);
+      return true;
+    }
+    return false;
+  };
+  return { hostVerifier, serverHostKey };
+}
+
+/** Connect, verify the host key, authenticate. Typed errors for each way this fails. */
+export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
+  const r = resolveSsh(opts);
+  const where = `${r.user}@${r.hostName}:${r.port}`;
+  const device = opts.device ?? `ssh://${where}`;
+  const knownName = hostKeyName(r.hostKeyAlias ?? r.hostName, r.port);
+  const a: SshAttempt = { r, where, device, knownName, tried: [], skipped: [] };
+  const offers = loadKeys(a, opts);
   const agentSock = opts.agent === false ? undefined : (opts.agent ?? process.env.SSH_AUTH_SOCK);
   if (!offers.length && !agentSock) {
     throw new AuthError(
       "no-key",
-      `no private key to offer to ${where}${skipped.length ? `; unusable: ${skipped.join(", ")}` : ""}`,
+      `no private key to offer to ${where}${a.skipped.length ? `; unusable: ${a.skipped.join(", ")}` : ""}`,
       {
         device,
         hint: "pass a key (--key ~/.ssh/id_ed25519), set IdentityFile in ~/.ssh/config, or start ssh-agent",
       },
     );
   }
-  const tried: string[] = [];
-  const methods: (() => ReturnType<typeof methodFor>)[] = [];
-  function methodFor(o: KeyOffer | "agent") {
-    if (o === "agent") return { type: "agent" as const, username: r.user, agent: agentSock! };
-    return { type: "publickey" as const, username: r.user, key: o.key as Exclude<KeyOffer["key"], Error> };
-  }
-  if (agentSock) {
-    methods.push(() => {
-      tried.push(`ssh-agent (${agentSock})`);
-      return methodFor("agent");
-    });
-  }
-  for (const o of offers) {
-    const type = (o.key as { type?: string }).type ?? "key";
-    methods.push(() => {
-      tried.push(`${o.file} [${type}]`);
-      return methodFor(o);
-    });
-  }
-  const authHandler = (
-    _left: AuthenticationType[] | null,
-    _partial: boolean | null,
-    next: NextAuthHandler,
-  ): void => {
-    const m = methods.shift();
-    next(m ? m() : (false as unknown as Parameters<NextAuthHandler>[0]));
-  };
-
-  // host key
-  let verdict: ReturnType<typeof verifyHostKey> | undefined;
-  let presented: Buffer | undefined;
-  const knownTypes = new Set(
-    entries.filter((e) => e.marker === "" && patternsMatch(e.patterns, knownName)).map((e) => e.keyType),
-  );
-  const algos = [...HOST_KEY_ALGOS].sort(
-    (a, b) => Number(knownTypes.has(algoType(b))) - Number(knownTypes.has(algoType(a))),
-  );
-  const hostVerifier = (key: Buffer): boolean => {
-    presented = Buffer.from(key);
-    verdict = verifyHostKey(entries, knownName, presented);
-    if (verdict.status === "ok") return true;
-    if (verdict.status === "unknown" && r.acceptNew) {
-      addKnownHost(r.knownHostsFile, knownName, presented);
-      return true;
-    }
-    return false;
-  };
-
+  const { hostVerifier, serverHostKey } = hostKeyCheck(a);
   const conn = new Client();
   const config: ConnectConfig = {
     host: r.hostName,
@@ -356,9 +362,9 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
     keepaliveInterval: r.keepaliveIntervalMs,
     keepaliveCountMax: r.keepaliveCountMax,
     hostVerifier,
-    authHandler: authHandler as unknown as ConnectConfig["authHandler"],
+    authHandler: authHandlerFor(a, offers, agentSock),
     algorithms: {
-      serverHostKey: algos as unknown as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"],
+      serverHostKey: serverHostKey as unknown as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"],
     },
   };
   await new Promise<void>((resolve, reject) => {
@@ -368,7 +374,7 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
         // the first error decided; the ones that follow a destroyed connection say nothing new
       });
       conn.destroy();
-      reject(mapError(err));
+      reject(explainFailure(a, err));
     };
     const onReady = (): void => {
       conn.removeListener("error", onError);
@@ -382,80 +388,6 @@ export async function connectSsh(opts: SshOptions): Promise<SshTransport> {
     conn.connect(config);
   });
   return new SshTransport(conn, r, { ...opts, device });
-
-  function mapError(err: Error & { level?: string; code?: string }): Error {
-    if (verdict && verdict.status !== "ok" && presented && !(verdict.status === "unknown" && r.acceptNew)) {
-      const fp = fingerprint(presented);
-      if (verdict.status === "changed") {
-        return new HostKeyChangedError(
-          "host-key-changed",
-          `the host key of ${knownName} has CHANGED (it presented ${keyTypeOf(presented)} ${fp}; ${r.knownHostsFile} line ${verdict.line} records ${verdict.knownTypes.join(", ")}). Someone may be intercepting the connection, or the board was reinstalled; refusing to connect`,
-          {
-            device,
-            hint: `if the board was reinstalled, remove the old key with: ssh-keygen -R '${knownName}' -f ${r.knownHostsFile}`,
-          },
-        );
-      }
-      if (verdict.status === "revoked") {
-        return new HostKeyChangedError(
-          "host-key-revoked",
-          `the host key of ${knownName} (${fp}) is marked @revoked in ${r.knownHostsFile}`,
-          {
-            device,
-            hint: "do not connect to this board until its host key is replaced",
-          },
-        );
-      }
-      return new UnknownHostKeyError(
-        "host-key-unknown",
-        `${knownName} is not in ${r.knownHostsFile} (it presented ${keyTypeOf(presented)} ${fp})`,
-        {
-          device,
-          hint: "check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then connect once with --accept-new",
-        },
-      );
-    }
-    if (err.level === "client-authentication") {
-      return new AuthError(
-        "auth-failed",
-        `${where} refused every key offered (tried: ${tried.join("; ") || "none"}${skipped.length ? `; unusable: ${skipped.join(", ")}` : ""})`,
-        {
-          device,
-          hint: `add your public key to ~${r.user}/.ssh/authorized_keys on the board (ssh-copy-id -i KEY.pub ${r.user}@${r.hostName}), or pass the right key with --key`,
-          cause: err,
-        },
-      );
-    }
-    if (err.level === "client-timeout") {
-      return new ConnectError(
-        "timeout",
-        `no SSH handshake with ${r.hostName}:${r.port} within ${r.connectTimeoutMs} ms`,
-        {
-          device,
-          hint: "check that the board is on and reachable, or raise the connect timeout",
-          cause: err,
-        },
-      );
-    }
-    if (err.code === "ECONNREFUSED") {
-      return new ConnectError("refused", `nothing accepts connections on ${r.hostName}:${r.port}`, {
-        device,
-        hint: "check that sshd runs on the board and the port is right",
-        cause: err,
-      });
-    }
-    if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") {
-      return new ConnectError("unknown-host", `cannot resolve '${r.hostName}'`, {
-        device,
-        hint: "check the name, or add a Host entry with HostName to ~/.ssh/config",
-        cause: err,
-      });
-    }
-    return new ConnectError("connect-failed", `cannot connect to ${where}: ${err.message}`, {
-      device,
-      cause: err,
-    });
-  }
 }
 
 function algoType(algo: string): string {

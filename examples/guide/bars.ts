@@ -1,13 +1,24 @@
-// A small image task and a model for it, built with qat's layer builders (the nn.Sequential of src/nn).
+// A small image task and a model for it, built with qat's layer builders (sequential: PyTorch's nn.Sequential).
 
-import { ArrayDataset } from "../../src/data/dataset.js";
-import { DataLoader } from "../../src/data/loader.js";
-import type { NetModel } from "../../src/nn/model.js";
-import { Conv2d, Flatten, Linear, MaxPool2d, named, ReLU, sequential } from "../../src/nn/sequential.js";
-import { f32, i64 } from "../../src/onnx/tensor.js";
-import type { SessionOptions } from "../../src/runtime/session.js";
-import { EvalRunner, TrainingRunner, type TrainingStep } from "../../src/train/step.js";
-import { Rng } from "../../src/util/rng.js";
+import {
+  ArrayDataset,
+  Conv2d,
+  DataLoader,
+  EvalRunner,
+  Flatten,
+  f32,
+  i64,
+  Linear,
+  MaxPool2d,
+  type NetModel,
+  named,
+  ReLU,
+  Rng,
+  type SessionOptions,
+  sequential,
+  TrainingRunner,
+  type TrainingStep,
+} from "qat";
 
 /** 8×8 grey images of a horizontal bar (class 0), a vertical bar (1) or a diagonal (2), with noise. */
 export function bars(count: number, seed: number): ArrayDataset {

@@ -2,9 +2,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadStateDict } from "../../src/nn/model.js";
-import { encodeModel, modelOf } from "../../src/onnx/codec.js";
-import { buildTrainingStep } from "../../src/train/step.js";
+import { buildTrainingStep, encodeModel, loadStateDict, modelOf } from "qat";
 import { accuracy, bars, barsModel, runEpochs } from "./bars.js";
 
 const train = bars(600, 1);

@@ -1,7 +1,9 @@
 // PyTorch's first gradient-descent example — w = 5; loss = (w - 2)²; loss.backward(); w -= 0.1 * w.grad — in qat.
 // The loss is recorded as an expression, turned into an ONNX graph, its backward pass appended as more ONNX
 // nodes, and both run in ONNX Runtime.
-import { formatFloat, grad, param, tensor, valueAndGrad } from "../../src/autodiff/expr.js";
+import { expr } from "qat";
+
+const { formatFloat, grad, param, tensor, valueAndGrad } = expr;
 
 const w = param(5.0, [], "w");
 const loss = w.sub(2).pow(2);

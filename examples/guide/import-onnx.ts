@@ -4,8 +4,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatImportReport, importModel } from "../../src/nn/import/index.js";
-import { train } from "../../src/pipeline/trainer.js";
+import { formatImportReport, importModel, train } from "qat";
 
 const file = "../shared/models/mnist-8.onnx";
 const { net, report } = importModel(file);

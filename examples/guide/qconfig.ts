@@ -1,19 +1,19 @@
 // A qconfig says, per layer, how weights and activations are quantized. Start from a preset, override a layer,
 // place the fake-quant nodes, calibrate the starting scales, then train (QAT) through them.
-import { loadStateDict } from "../../src/nn/model.js";
 import {
   applyQuant,
+  buildTrainingStep,
   calibrate,
   intRange,
   layerConfig,
+  loadStateDict,
   lowerFakeQuant,
   placementTable,
   placeQuant,
   preset,
   quantizableLayers,
   validateQConfig,
-} from "../../src/quant/index.js";
-import { buildTrainingStep } from "../../src/train/step.js";
+} from "qat";
 import { accuracy, bars, barsModel, runEpochs } from "./bars.js";
 
 const pct = (a: number) => `${(100 * a).toFixed(1)}%`;

@@ -66,30 +66,8 @@ const irFor = (opset: number) => (opset >= 21 ? 10 : opset >= 19 ? 9 : 8);
 export async function exportCheckpoint(src: QatSource, opts: ExportOptions): Promise<ExportResult> {
   const format = opts.format ?? "qdq";
   const target = opts.target ?? "ort-cpu";
-  if (!FORMATS.includes(format))
-    throw new ExportError(`unknown format '${format}'; choose ${FORMATS.join(" or ")}`);
-  if (!TARGETS.includes(target))
-    throw new ExportError(`unknown target '${target}'; choose one of ${TARGETS.join(", ")}`);
-  if (target === "tensorrt" && format !== "qdq") {
-    throw new ExportError(
-      "TensorRT takes QDQ models (explicit quantization): use --format qdq with --target tensorrt",
-    );
-  }
-  if (opts.opset !== undefined && (!Number.isInteger(opts.opset) || opts.opset < 13 || opts.opset > 21)) {
-    throw new ExportError(`--opset ${opts.opset}: choose 13 to 21 (per-channel DequantizeLinear needs 13)`);
-  }
+  checkRequest(src, format, target, opts.opset);
   const warnings: string[] = [];
-  if (target === "tensorrt") {
-    const issues = tensorRtQConfigIssues(src.placement);
-    if (issues.length) {
-      throw new ExportError(
-        `the checkpoint was trained with qconfig '${src.qconfig.preset}', which TensorRT cannot run as simulated:\n` +
-          issues.map((i) => `  ${i.tensor}: ${i.message}`).join("\n") +
-          "\nRetrain with 'qat train --qat tensorrt' (int8 symmetric, narrow-range weights) and export that",
-        { file: src.file },
-      );
-    }
-  }
   const qdq = await buildQdq(src, { biasAsFloat: target === "tensorrt" });
   for (const f of qdq.flippedScales) {
     warnings.push(
@@ -97,21 +75,8 @@ export async function exportCheckpoint(src: QatSource, opts: ExportOptions): Pro
     );
   }
   let g = qdq.graph;
-
-  // 4-bit weights: INT4 initializers (opset 21) where asked for and allowed
-  const four = src.placement.filter((r) => r.kind === "weight" && r.bits <= 4);
-  let opset = opts.opset ?? (four.length ? 21 : WORKING_OPSET);
-  const int4Weights: string[] = [];
-  if (four.length) {
-    if (opset < 21)
-      warnings.push(
-        `${four.length} layer(s) have ${four[0]!.bits}-bit weights; opset ${opset} has no INT4, so they are stored as int8 (use --opset 21 for INT4)`,
-      );
-    else {
-      for (const r of four) int4Weights.push(toInt4(g, r.node ?? r.layer, r.qmin, r.qmax, src.file));
-      dropUnused(g);
-    }
-  }
+  const int4 = storeInt4(g, src, opts.opset, warnings);
+  let opset = int4.opset;
   if (target === "tensorrt" && opset < 13) opset = 13;
 
   let qoperator: QOperatorReport | undefined;
@@ -122,26 +87,7 @@ export async function exportCheckpoint(src: QatSource, opts: ExportOptions): Pro
     if (q.report.float.length)
       warnings.push(`no integer op for ${q.report.float.join(", ")}: kept as QDQ around the float op`);
   }
-  if (target === "tensorrt") {
-    const issues = checkTensorRt(g, opset);
-    if (issues.length) {
-      throw new ExportError(
-        `the TensorRT-profile model breaks TensorRT's explicit-quantization rules:\n${formatIssues(issues)}`,
-        { file: src.file },
-        1,
-      );
-    }
-  }
-  if (target === "ort-cpu") {
-    const risky = saturationRisk(g);
-    if (risky.length) {
-      warnings.push(
-        `on x86 CPUs without VNNI, ORT's u8·s8 int8 kernels sum pairs of products in 16 bits and can saturate: ` +
-          `weights of ${risky.join(", ")} exceed ±64. ARM boards and ORT with session.x64quantprecision=1 are exact ` +
-          "(the parity check uses it); to be exact everywhere, retrain with --qat ort-cpu-x86-safe (7-bit weights)",
-      );
-    }
-  }
+  checkForTarget(g, target, opset, src.file, warnings);
   if (opset !== WORKING_OPSET) checkOpsetForms(g, opset, src.file);
   const opsets: Record<string, number> = { "": opset };
   if (g.nodes.some((n) => n.domain === MS_DOMAIN)) opsets[MS_DOMAIN] = 1;
@@ -158,44 +104,13 @@ export async function exportCheckpoint(src: QatSource, opts: ExportOptions): Pro
   });
   const twin = modelOf(await floatTwin(src.graph), { "": WORKING_OPSET });
   const floatBytes = encodeModel(twin);
-  let latency: ExportResult["latency"];
-  if (opts.latency) {
-    const shape = opts.data.inputShape as number[];
-    latency = {
-      float: await measureLatency(twin, shape, [1, 64], { threads: opts.threads }),
-      int8: await measureLatency(model, shape, [1, 64], { threads: opts.threads }),
-      threads: opts.threads ?? "all",
-      config: "ORT defaults (graph optimisation all)",
-    };
-  }
-  model.metadata[EXPORT_META_KEY] = JSON.stringify({
+  const latency = opts.latency ? await measureBoth(twin, model, opts) : undefined;
+  model.metadata[EXPORT_META_KEY] = exportMetadata(g, src, {
     format,
     target,
     opset,
-    source: { checkpoint: src.file, run: src.runDir ?? null, step: src.step ?? null },
-    qconfig: src.qconfig,
-    placement: src.placement,
-    quantization: quantTable(g),
-    output_steps: Object.fromEntries(
-      g.outputs.map((o) => {
-        const s = outputStep(g, o.name);
-        return [o.name, s ? { kind: s.kind, axis: s.axis, scale: Array.from(s.scale) } : null];
-      }),
-    ),
-    simulation: {
-      dataset: opts.data.name,
-      samples: parity.samples,
-      accuracy: parity.simulationAccuracy,
-      run_test_accuracy: src.summaryAccuracy ?? null,
-    },
-    parity: {
-      samples: parity.samples,
-      agreement: parity.agreement,
-      export_accuracy: parity.exportAccuracy,
-      outputs: parity.outputs.map(({ worst: _w, ...o }) => o),
-      passed: parity.passed,
-      host_config: parity.hostConfig,
-    },
+    data: opts.data,
+    parity,
     warnings,
   });
   const bytes = encodeModel(model);
@@ -210,8 +125,157 @@ export async function exportCheckpoint(src: QatSource, opts: ExportOptions): Pro
     sizes: { float: floatBytes.length, int8: bytes.length },
     latency,
     qoperator,
-    int4Weights,
+    int4Weights: int4.weights,
   };
+}
+
+/** Reject an unknown format or target, a format the target cannot take, an opset out of range, and a checkpoint
+ * whose qconfig TensorRT cannot run as it was simulated — before any work is done. */
+function checkRequest(
+  src: QatSource,
+  format: ExportFormat,
+  target: ExportTarget,
+  opset: number | undefined,
+): void {
+  if (!FORMATS.includes(format))
+    throw new ExportError(`unknown format '${format}'; choose ${FORMATS.join(" or ")}`);
+  if (!TARGETS.includes(target))
+    throw new ExportError(`unknown target '${target}'; choose one of ${TARGETS.join(", ")}`);
+  if (target === "tensorrt" && format !== "qdq") {
+    throw new ExportError(
+      "TensorRT takes QDQ models (explicit quantization): use --format qdq with --target tensorrt",
+    );
+  }
+  if (opset !== undefined && (!Number.isInteger(opset) || opset < 13 || opset > 21)) {
+    throw new ExportError(`--opset ${opset}: choose 13 to 21 (per-channel DequantizeLinear needs 13)`);
+  }
+  if (target === "tensorrt") {
+    const issues = tensorRtQConfigIssues(src.placement);
+    if (issues.length) {
+      throw new ExportError(
+        `the checkpoint was trained with qconfig '${src.qconfig.preset}', which TensorRT cannot run as simulated:\n` +
+          issues.map((i) => `  ${i.tensor}: ${i.message}`).join("\n") +
+          "\nRetrain with 'qat train --qat tensorrt' (int8 symmetric, narrow-range weights) and export that",
+        { file: src.file },
+      );
+    }
+  }
+}
+
+/**
+ * 4-bit weights: INT4 initializers where the opset has them (21, the default when there are any), else int8 with a
+ * warning. Returns the opset to export at and the weights stored as INT4.
+ */
+function storeInt4(
+  g: Graph,
+  src: QatSource,
+  requested: number | undefined,
+  warnings: string[],
+): { opset: number; weights: string[] } {
+  const four = src.placement.filter((r) => r.kind === "weight" && r.bits <= 4);
+  const opset = requested ?? (four.length ? 21 : WORKING_OPSET);
+  const weights: string[] = [];
+  if (four.length) {
+    if (opset < 21)
+      warnings.push(
+        `${four.length} layer(s) have ${four[0]!.bits}-bit weights; opset ${opset} has no INT4, so they are stored as int8 (use --opset 21 for INT4)`,
+      );
+    else {
+      for (const r of four) weights.push(toInt4(g, r.node ?? r.layer, r.qmin, r.qmax, src.file));
+      dropUnused(g);
+    }
+  }
+  return { opset, weights };
+}
+
+/**
+ * What the target's runtime needs of the model: TensorRT's explicit-quantization rules (a breach throws, exit 1),
+ * and for ORT on x86 a warning when int8 weights are large enough to saturate its 16-bit pair sums.
+ */
+function checkForTarget(
+  g: Graph,
+  target: ExportTarget,
+  opset: number,
+  file: string,
+  warnings: string[],
+): void {
+  if (target === "tensorrt") {
+    const issues = checkTensorRt(g, opset);
+    if (issues.length) {
+      throw new ExportError(
+        `the TensorRT-profile model breaks TensorRT's explicit-quantization rules:\n${formatIssues(issues)}`,
+        { file },
+        1,
+      );
+    }
+  }
+  if (target === "ort-cpu") {
+    const risky = saturationRisk(g);
+    if (risky.length) {
+      warnings.push(
+        `on x86 CPUs without VNNI, ORT's u8·s8 int8 kernels sum pairs of products in 16 bits and can saturate: ` +
+          `weights of ${risky.join(", ")} exceed ±64. ARM boards and ORT with session.x64quantprecision=1 are exact ` +
+          "(the parity check uses it); to be exact everywhere, retrain with --qat ort-cpu-x86-safe (7-bit weights)",
+      );
+    }
+  }
+}
+
+/** ORT latency of the float twin and the int8 model at batch 1 and 64, one after the other. */
+async function measureBoth(twin: Model, model: Model, opts: ExportOptions): Promise<ExportResult["latency"]> {
+  const shape = opts.data.inputShape as number[];
+  return {
+    float: await measureLatency(twin, shape, [1, 64], { threads: opts.threads }),
+    int8: await measureLatency(model, shape, [1, 64], { threads: opts.threads }),
+    threads: opts.threads ?? "all",
+    config: "ORT defaults (graph optimisation all)",
+  };
+}
+
+/** The JSON stored under EXPORT_META_KEY: how the model was made, from what, and how it compared. */
+function exportMetadata(
+  g: Graph,
+  src: QatSource,
+  e: {
+    format: ExportFormat;
+    target: ExportTarget;
+    opset: number;
+    data: Dataset;
+    parity: ParityReport;
+    warnings: string[];
+  },
+): string {
+  const { parity } = e;
+  return JSON.stringify({
+    format: e.format,
+    target: e.target,
+    opset: e.opset,
+    source: { checkpoint: src.file, run: src.runDir ?? null, step: src.step ?? null },
+    qconfig: src.qconfig,
+    placement: src.placement,
+    quantization: quantTable(g),
+    output_steps: Object.fromEntries(
+      g.outputs.map((o) => {
+        const s = outputStep(g, o.name);
+        return [o.name, s ? { kind: s.kind, axis: s.axis, scale: Array.from(s.scale) } : null];
+      }),
+    ),
+    simulation: {
+      dataset: e.data.name,
+      samples: parity.samples,
+      accuracy: parity.simulationAccuracy,
+      run_test_accuracy: src.summaryAccuracy ?? null,
+    },
+    parity: {
+      samples: parity.samples,
+      agreement: parity.agreement,
+      export_accuracy: parity.exportAccuracy,
+      outputs: parity.outputs.map(({ worst: _w, ...o }) => o),
+      passed: parity.passed,
+      host_config: parity.hostConfig,
+    },
+    warnings: e.warnings,
+  });
 }
 
 /**

@@ -1,23 +1,15 @@
 import type * as ort from "onnxruntime-node";
 import type { Dataset } from "../data/dataset.js";
-import { DataLoader } from "../data/loader.js";
 import { decodeModel } from "../onnx/codec.js";
-import type { Model } from "../onnx/ir.js";
+import type { Model, ValueInfo } from "../onnx/ir.js";
+import { EXACT_HOST_CONFIG } from "../runtime/host-config.js";
 import { openSession, type SessionOptions, toOrt } from "../runtime/session.js";
+import { argmax, evalBatches } from "../train/evaluate.js";
 import { ExportError } from "./errors.js";
 import { outputStep } from "./qdq.js";
 
-/**
- * ORT session config that makes x86 int8 kernels exact: without VNNI, u8·s8 kernels sum pairs of products in
- * 16 bits and saturate; `session.x64quantprecision = 1` makes ORT use exact kernels instead (DESIGN.md). ARM boards
- * need nothing. `session.qdqisint8allowed = 1` is deliberately not set: ORT 1.30 cannot create a session for a QDQ
- * model with int8 activations (the TensorRT profile) when both are set ("Failed to find kernel for
- * com.microsoft.QLinearConv … types are incompatible"); without it ORT shifts int8 activations to uint8, which is
- * exact.
- */
-export const EXACT_HOST_CONFIG: Readonly<Record<string, string>> = {
-  "session.x64quantprecision": "1",
-};
+/** The host session config of the parity check: see src/runtime/host-config.ts for why it is this one. */
+export { EXACT_HOST_CONFIG };
 
 export interface ParityThresholds {
   /** Least share of samples whose top-1 class must agree (default 0.999). */
@@ -92,6 +84,61 @@ export async function checkParity(
   const thresholds = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
   const hostConfig = { ...(opts.hostConfig ?? EXACT_HOST_CONFIG) };
   const model = exported instanceof Uint8Array ? decodeModel(exported) : exported;
+  const ds = opts.data;
+  const { input, names } = matchModels(model, simulation, ds);
+  const base: SessionOptions = { threads: opts.threads };
+  const exp = await openSession(exported instanceof Uint8Array ? exported : model, {
+    ...base,
+    config: hostConfig,
+  });
+  const sim = await openSession(simulation, { ...base, optimization: "basic" });
+  const acc = new Map(names.map((n) => [n, new OutputDiffs()]));
+  let agree = 0;
+  let simCorrect = 0;
+  let expCorrect = 0;
+  let done = 0;
+  try {
+    for await (const b of evalBatches(ds, { batchSize: opts.batchSize ?? 64, limit: opts.limit })) {
+      const feeds: Record<string, ort.Tensor> = { [input.name]: toOrt(b.x) };
+      const [re, rs] = [await exp.run(feeds, names), await sim.run(feeds, names)];
+      for (const name of names) acc.get(name)!.add(re[name]!, rs[name]!, b.size, b.take, b.offset);
+      // top-1 of the first output: agreement and both accuracies
+      const e = re[names[0]!]!.data as Float32Array;
+      const s = rs[names[0]!]!.data as Float32Array;
+      const per = e.length / b.size;
+      for (let j = 0; j < b.take; j++) {
+        const te = argmax(e, j * per, per);
+        const ts = argmax(s, j * per, per);
+        const y = Number(b.labels[j]);
+        if (te === ts) agree++;
+        if (te === y) expCorrect++;
+        if (ts === y) simCorrect++;
+      }
+      done += b.take;
+    }
+  } finally {
+    await exp.release();
+    await sim.release();
+  }
+  if (done === 0) throw new ExportError(`the evaluation set '${ds.name}' is empty`);
+  const outputs = names.map((name) => acc.get(name)!.result(name, outputStep(model.graph, name)));
+  const agreement = agree / done;
+  const failures = parityFailures(names[0]!, agreement, done - agree, done, outputs, thresholds);
+  return {
+    samples: done,
+    agreement,
+    simulationAccuracy: simCorrect / done,
+    exportAccuracy: expCorrect / done,
+    outputs,
+    thresholds,
+    passed: failures.length === 0,
+    failures,
+    hostConfig,
+  };
+}
+
+/** The exported model and the simulation take the same input and the dataset's samples; the outputs compared. */
+function matchModels(model: Model, simulation: Model, ds: Dataset): { input: ValueInfo; names: string[] } {
   const g = model.graph;
   const input = g.inputs.find((v) => !g.initializers.has(v.name));
   if (!input) throw new ExportError("the exported model has no input");
@@ -107,117 +154,90 @@ export async function checkParity(
     throw new ExportError(
       `outputs ${missing.join(", ")} of the exported model are not outputs of the simulation`,
     );
-  const steps = new Map(names.map((n) => [n, outputStep(g, n)]));
-  const ds = opts.data;
   const sampleDims = input.shape?.slice(1);
   if (sampleDims?.some((d, i) => typeof d === "number" && d !== ds.inputShape[i])) {
     throw new ExportError(
       `the model's input '${input.name}' is [${input.shape}] but dataset '${ds.name}' has samples of [${ds.inputShape}]`,
     );
   }
-  const base: SessionOptions = { threads: opts.threads };
-  const exp = await openSession(exported instanceof Uint8Array ? exported : model, {
-    ...base,
-    config: hostConfig,
-  });
-  const sim = await openSession(simulation, { ...base, optimization: "basic" });
-  const acc = new Map(
-    names.map((n) => [
-      n,
-      {
-        diffs: [] as Float32Array[],
-        min: Number.POSITIVE_INFINITY,
-        max: Number.NEGATIVE_INFINITY,
-        per: 0,
-        dims: [] as number[],
-        worst: null as OutputParity["worst"],
-        maxAbs: -1,
-      },
-    ]),
-  );
-  let agree = 0;
-  let simCorrect = 0;
-  let expCorrect = 0;
-  let done = 0;
-  const n = opts.limit ? Math.min(opts.limit, ds.length) : ds.length;
-  try {
-    const loader = new DataLoader(ds, { batchSize: opts.batchSize ?? 64, shuffle: false });
-    for await (const b of loader.epoch(0)) {
-      const take = Math.min(b.size, n - done);
-      const feeds: Record<string, ort.Tensor> = {
-        [input.name]: toOrt({ dtype: "float32", dims: [b.size, ...ds.inputShape], data: b.x }),
-      };
-      const [re, rs] = [await exp.run(feeds, names), await sim.run(feeds, names)];
-      for (const [k, name] of names.entries()) {
-        const e = re[name]!.data as Float32Array;
-        const s = rs[name]!.data as Float32Array;
-        const per = e.length / b.size;
-        const a = acc.get(name)!;
-        a.per = per;
-        a.dims = [...(re[name]!.dims as readonly number[])];
-        const d = new Float32Array(take * per);
-        for (let i = 0; i < take * per; i++) {
-          const v = Math.abs(e[i]! - s[i]!);
-          d[i] = Number.isNaN(v) ? Number.POSITIVE_INFINITY : v;
-          if (d[i]! > a.maxAbs) {
-            a.maxAbs = d[i]!;
-            a.worst = {
-              sample: done + Math.floor(i / per),
-              index: i % per,
-              exported: e[i]!,
-              simulated: s[i]!,
-            };
-          }
-          if (s[i]! < a.min) a.min = s[i]!;
-          if (s[i]! > a.max) a.max = s[i]!;
-        }
-        a.diffs.push(d);
-        if (k === 0) {
-          for (let j = 0; j < take; j++) {
-            const te = argmax(e, j * per, per);
-            const ts = argmax(s, j * per, per);
-            const y = Number(b.y[j]);
-            if (te === ts) agree++;
-            if (te === y) expCorrect++;
-            if (ts === y) simCorrect++;
-          }
-        }
+  return { input, names };
+}
+
+/** Differences of one output between the exported model and the simulation, batch by batch. */
+class OutputDiffs {
+  private readonly diffs: Float32Array[] = [];
+  private min = Number.POSITIVE_INFINITY;
+  private max = Number.NEGATIVE_INFINITY;
+  private per = 0;
+  private dims: number[] = [];
+  private worst: OutputParity["worst"] = null;
+  private maxAbs = -1;
+
+  add(exported: ort.Tensor, simulated: ort.Tensor, size: number, take: number, offset: number): void {
+    const e = exported.data as Float32Array;
+    const s = simulated.data as Float32Array;
+    const per = e.length / size;
+    this.per = per;
+    this.dims = [...(exported.dims as readonly number[])];
+    const d = new Float32Array(take * per);
+    for (let i = 0; i < take * per; i++) {
+      const v = Math.abs(e[i]! - s[i]!);
+      d[i] = Number.isNaN(v) ? Number.POSITIVE_INFINITY : v;
+      if (d[i]! > this.maxAbs) {
+        this.maxAbs = d[i]!;
+        this.worst = {
+          sample: offset + Math.floor(i / per),
+          index: i % per,
+          exported: e[i]!,
+          simulated: s[i]!,
+        };
       }
-      done += take;
-      if (done >= n) break;
+      if (s[i]! < this.min) this.min = s[i]!;
+      if (s[i]! > this.max) this.max = s[i]!;
     }
-  } finally {
-    await exp.release();
-    await sim.release();
+    this.diffs.push(d);
   }
-  if (done === 0) throw new ExportError(`the evaluation set '${ds.name}' is empty`);
-  const outputs: OutputParity[] = names.map((name) => {
-    const a = acc.get(name)!;
-    const known = steps.get(name);
+
+  result(name: string, known: ReturnType<typeof outputStep>): OutputParity {
     const dq = known?.kind === "dequantize" ? known : undefined;
-    const rangeStep = Math.max((a.max - a.min) / 255, Number.MIN_VALUE);
-    const main = measure(a.diffs, a.per, a.dims, dq ?? { scale: Float32Array.of(rangeStep), axis: -1 });
-    const accum = known?.kind === "accumulator" ? measure(a.diffs, a.per, a.dims, known) : null;
-    const sum = a.diffs.reduce((t, d) => t + d.reduce((x, y) => x + y, 0), 0);
-    const count = a.diffs.reduce((t, d) => t + d.length, 0);
+    const rangeStep = Math.max((this.max - this.min) / 255, Number.MIN_VALUE);
+    const main = measure(
+      this.diffs,
+      this.per,
+      this.dims,
+      dq ?? { scale: Float32Array.of(rangeStep), axis: -1 },
+    );
+    const accum = known?.kind === "accumulator" ? measure(this.diffs, this.per, this.dims, known) : null;
+    const sum = this.diffs.reduce((t, d) => t + d.reduce((x, y) => x + y, 0), 0);
+    const count = this.diffs.reduce((t, d) => t + d.length, 0);
     return {
       name,
-      maxAbs: Math.max(0, a.maxAbs),
+      maxAbs: Math.max(0, this.maxAbs),
       meanAbs: sum / Math.max(1, count),
       step: dq ? "dequantize" : "range",
       stepSize: dq ? Math.max(...dq.scale) : rangeStep,
       maxSteps: main.maxSteps,
       withinOneStep: main.withinOneStep,
       accumulator: accum,
-      worst: a.worst,
+      worst: this.worst,
     };
-  });
-  const agreement = agree / done;
+  }
+}
+
+/** Why the check failed, naming the output that diverged (empty: passed). */
+function parityFailures(
+  first: string,
+  agreement: number,
+  differ: number,
+  samples: number,
+  outputs: OutputParity[],
+  thresholds: ParityThresholds,
+): string[] {
   const failures: string[] = [];
   const pct = (v: number) => `${(100 * v).toFixed(3)}%`;
   if (agreement < thresholds.agreement) {
     failures.push(
-      `output '${names[0]}': top-1 agreement ${pct(agreement)} is below ${pct(thresholds.agreement)} (${done - agree} of ${done} samples differ)`,
+      `output '${first}': top-1 agreement ${pct(agreement)} is below ${pct(thresholds.agreement)} (${differ} of ${samples} samples differ)`,
     );
   }
   for (const o of outputs) {
@@ -230,23 +250,7 @@ export async function checkParity(
       );
     }
   }
-  return {
-    samples: done,
-    agreement,
-    simulationAccuracy: simCorrect / done,
-    exportAccuracy: expCorrect / done,
-    outputs,
-    thresholds,
-    passed: failures.length === 0,
-    failures,
-    hostConfig,
-  };
-}
-
-function argmax(v: Float32Array, off: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (v[off + i]! > v[off + best]!) best = i;
-  return best;
+  return failures;
 }
 
 /** Largest difference and share within one step, in steps of `step` (per channel along its axis). */

@@ -1,11 +1,11 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { OnnxError } from "../onnx/errors.js";
 import type { Graph } from "../onnx/ir.js";
 import { toFloat32 } from "../onnx/tensor.js";
 import type { QConfig } from "../quant/qconfig.js";
 import { loadCheckpoint } from "../train/checkpoint.js";
-import { RUN_FILES } from "../train/run-folder.js";
+import { RUN_FILES, RunFolder } from "../train/run-folder.js";
 import { ExportError } from "./errors.js";
 
 /** One row of the placement table a QAT checkpoint records (src/quant/placement.ts `placementTable`). */
@@ -52,7 +52,7 @@ export interface QatSource {
 export function loadQatSource(path: string): QatSource {
   if (!existsSync(path)) throw new ExportError("no such file or run folder", { file: path });
   const isDir = statSync(path).isDirectory();
-  const file = isDir ? join(path, RUN_FILES.checkpoint) : path;
+  const file = isDir ? new RunFolder(path).path("checkpoint") : path;
   if (isDir && !existsSync(file)) {
     throw new ExportError(`the run folder has no ${RUN_FILES.checkpoint}: is it a run folder of qat train?`, {
       file: path,
@@ -111,26 +111,21 @@ export function loadQatSource(path: string): QatSource {
       }
     }
   }
-  const runDir = isDir ? path : existsSync(join(dirname(file), RUN_FILES.config)) ? dirname(file) : undefined;
+  const runDir = isDir ? path : new RunFolder(dirname(file)).has("config") ? dirname(file) : undefined;
+  // the summary and the config are extras (the accuracy to compare, the default data): a damaged one is skipped
   let summaryAccuracy: number | undefined;
-  if (runDir && existsSync(join(runDir, RUN_FILES.summary))) {
-    try {
-      const s = JSON.parse(readFileSync(join(runDir, RUN_FILES.summary), "utf8")) as {
-        test_accuracy?: number;
-      };
-      summaryAccuracy = s.test_accuracy;
-    } catch {
-      summaryAccuracy = undefined;
-    }
+  try {
+    summaryAccuracy = runDir
+      ? new RunFolder(runDir).readSummary<{ test_accuracy?: number }>()?.test_accuracy
+      : undefined;
+  } catch {
+    summaryAccuracy = undefined;
   }
   let config = meta.config;
   const from = meta.calibrated_from;
-  if (!config && from && existsSync(join(from, RUN_FILES.config))) {
+  if (!config && from && new RunFolder(from).has("config")) {
     try {
-      config = JSON.parse(readFileSync(join(from, RUN_FILES.config), "utf8")) as {
-        data?: string;
-        dataDir?: string;
-      };
+      config = new RunFolder(from).readConfig() as { data?: string; dataDir?: string };
     } catch {
       config = undefined;
     }

@@ -1,43 +1,23 @@
-import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync } from "node:fs";
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+/**
+ * ModelProto ⇄ Model: the decoder checks the wire format first (wire.ts), then turns every graph, node, attribute
+ * and value info into the IR, keeping what qat does not interpret in `extra` so that encoding writes it back.
+ * Tensors are in tensor-codec.ts, the compiled schema and message helpers in proto.ts.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import Long from "long";
-import protobuf from "protobufjs";
-import { bitsPerElement, DTYPE_CODE, type DType, dtypeFromCode, halfToFloat, STORAGE } from "./dtype.js";
+import { DTYPE_CODE, dtypeFromCode } from "./dtype.js";
 import { OnnxError } from "./errors.js";
 import { type Attr, type Dim, Graph, type Model, type Node, type ValueInfo } from "./ir.js";
-import { ONNX_PROTO } from "./schema.js";
-import { numel, type Tensor } from "./tensor.js";
+import { ATTR_NAME, AttrType, has, ModelProto, type Msg, num, root, setOwn, str } from "./proto.js";
+import { type DecodeContext as Ctx, decodeTensor, encodeTensor } from "./tensor-codec.js";
 import { checkWire } from "./wire.js";
-
-protobuf.util.Long = Long;
-protobuf.configure();
-const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
-const ModelProto = root.lookupType("onnx.ModelProto");
-const AttrType = root.lookupEnum("onnx.AttributeProto.AttributeType").values;
-const ATTR_NAME = Object.fromEntries(Object.entries(AttrType).map(([k, v]) => [v, k.toLowerCase()]));
-const DATA_LOCATION = root.lookupEnum("onnx.TensorProto.DataLocation").values;
-
-/** Largest tensor the decoder will materialise from a file (elements). Bigger claims are refused, not allocated. */
-const MAX_ELEMENTS = 2 ** 31;
-
-// biome-ignore lint/suspicious/noExplicitAny: decoded protobuf messages are untyped
-type Msg = any;
 
 export interface DecodeOptions {
   /** The model's path: names it in errors and locates external data files. */
   path?: string;
   /** Widen float16/bfloat16 initializers and constants to float32. */
   widenHalf?: boolean;
-}
-
-const has = (m: Msg, k: string): boolean => m != null && Object.hasOwn(m, k);
-const num = (v: unknown): number => (Long.isLong(v) ? (v as Long).toNumber() : Number(v ?? 0));
-const utf8 = new TextDecoder();
-const str = (b: Uint8Array): string => utf8.decode(b);
-
-/** Set a key as an own data property: a name such as "__proto__" from a file must not reach the prototype. */
-function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
-  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /**
@@ -61,7 +41,8 @@ export function loadModel(path: string, opts: Omit<DecodeOptions, "path"> = {}):
 }
 
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
-  if (!(bytes instanceof Uint8Array)) throw new OnnxError("decodeModel needs the file's bytes (a Uint8Array)");
+  if (!(bytes instanceof Uint8Array))
+    throw new OnnxError("decodeModel needs the file's bytes (a Uint8Array)");
   if (bytes.length === 0) throw new OnnxError("the file is empty", { file: opts.path });
   // the wire check makes protobufjs safe: after it, decode cannot read out of bounds or recurse without limit
   checkWire(bytes, ModelProto, opts.path);
@@ -76,7 +57,11 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
       offset: at ? Number(at[1]) : undefined,
     });
   }
-  const ctx: Ctx = { file: opts.path, dir: opts.path ? dirname(resolve(opts.path)) : undefined, widen: !!opts.widenHalf };
+  const ctx: Ctx = {
+    file: opts.path,
+    dir: opts.path ? dirname(resolve(opts.path)) : undefined,
+    widen: !!opts.widenHalf,
+  };
   if (!has(m, "graph")) throw new OnnxError("the model has no graph", { file: opts.path });
   const irVersion = num(m.ir_version);
   if (!Number.isSafeInteger(irVersion) || irVersion < 0) {
@@ -86,7 +71,9 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
   for (const o of m.opset_import) {
     const version = num(o.version);
     if (!Number.isSafeInteger(version) || version < 0) {
-      throw new OnnxError(`invalid opset version ${o.version} for domain '${o.domain ?? ""}'`, { file: opts.path });
+      throw new OnnxError(`invalid opset version ${o.version} for domain '${o.domain ?? ""}'`, {
+        file: opts.path,
+      });
     }
     setOwn(opsets, o.domain ?? "", version);
   }
@@ -108,12 +95,6 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
   };
 }
 
-interface Ctx {
-  file?: string;
-  dir?: string;
-  widen: boolean;
-}
-
 const MAX_DEPTH = 64;
 
 function decodeGraph(g: Msg, ctx: Ctx, depth: number): Graph {
@@ -124,7 +105,8 @@ function decodeGraph(g: Msg, ctx: Ctx, depth: number): Graph {
   for (const t of g.initializer) {
     const name = t.name ?? "";
     if (!name) throw new OnnxError("an initializer has no name", { file: ctx.file });
-    if (graph.initializers.has(name)) throw new OnnxError(`two initializers are named '${name}'`, { file: ctx.file });
+    if (graph.initializers.has(name))
+      throw new OnnxError(`two initializers are named '${name}'`, { file: ctx.file });
     graph.initializers.set(name, decodeTensor(t, ctx, name));
   }
   graph.inputs = g.input.map((v: Msg) => decodeValueInfo(v));
@@ -167,9 +149,19 @@ function attrKind(a: Msg): string {
   if (has(a, "type") && a.type !== 0) return ATTR_NAME[a.type] ?? `unknown type ${a.type}`;
   // IR version 1 files have no type field: infer it from the field that is set
   for (const [field, kind] of [
-    ["f", "float"], ["i", "int"], ["s", "string"], ["t", "tensor"], ["g", "graph"], ["floats", "floats"],
-    ["ints", "ints"], ["strings", "strings"], ["tensors", "tensors"], ["graphs", "graphs"],
-    ["sparse_tensor", "sparse_tensor"], ["tp", "type_proto"], ["sparse_tensors", "sparse_tensors"],
+    ["f", "float"],
+    ["i", "int"],
+    ["s", "string"],
+    ["t", "tensor"],
+    ["g", "graph"],
+    ["floats", "floats"],
+    ["ints", "ints"],
+    ["strings", "strings"],
+    ["tensors", "tensors"],
+    ["graphs", "graphs"],
+    ["sparse_tensor", "sparse_tensor"],
+    ["tp", "type_proto"],
+    ["sparse_tensors", "sparse_tensors"],
     ["type_protos", "type_protos"],
   ] as const) {
     if (Array.isArray(a[field]) ? a[field].length > 0 : has(a, field)) return kind;
@@ -181,25 +173,39 @@ function decodeAttr(a: Msg, ctx: Ctx, depth: number, node: string): Attr {
   if (a.ref_attr_name) return { type: "raw", proto: a };
   const kind = attrKind(a);
   const missing = (field: string) =>
-    new OnnxError(`attribute '${a.name}' is of type ${kind} but its field '${field}' is not set`, { file: ctx.file, node });
+    new OnnxError(`attribute '${a.name}' is of type ${kind} but its field '${field}' is not set`, {
+      file: ctx.file,
+      node,
+    });
   switch (kind) {
-    case "float": return { type: "float", value: a.f ?? 0 };
-    case "int": return { type: "int", value: num(a.i) };
-    case "string": return { type: "string", value: has(a, "s") ? str(a.s) : "" };
+    case "float":
+      return { type: "float", value: a.f ?? 0 };
+    case "int":
+      return { type: "int", value: num(a.i) };
+    case "string":
+      return { type: "string", value: has(a, "s") ? str(a.s) : "" };
     case "tensor":
       if (!a.t) throw missing("t");
       return { type: "tensor", value: decodeTensor(a.t, ctx, `${node}.${a.name}`) };
     case "graph":
       if (!a.g) throw missing("g");
       return { type: "graph", value: decodeGraph(a.g, ctx, depth + 1) };
-    case "floats": return { type: "floats", value: [...a.floats] };
-    case "ints": return { type: "ints", value: a.ints.map(num) };
-    case "strings": return { type: "strings", value: a.strings.map(str) };
-    case "tensors": return { type: "tensors", value: a.tensors.map((t: Msg) => decodeTensor(t, ctx, `${node}.${a.name}`)) };
-    case "graphs": return { type: "graphs", value: a.graphs.map((g: Msg) => decodeGraph(g, ctx, depth + 1)) };
+    case "floats":
+      return { type: "floats", value: [...a.floats] };
+    case "ints":
+      return { type: "ints", value: a.ints.map(num) };
+    case "strings":
+      return { type: "strings", value: a.strings.map(str) };
+    case "tensors":
+      return { type: "tensors", value: a.tensors.map((t: Msg) => decodeTensor(t, ctx, `${node}.${a.name}`)) };
+    case "graphs":
+      return { type: "graphs", value: a.graphs.map((g: Msg) => decodeGraph(g, ctx, depth + 1)) };
     case "undefined":
       throw new OnnxError(`attribute '${a.name}' has no value`, { file: ctx.file, node });
-    case "sparse_tensor": case "type_proto": case "sparse_tensors": case "type_protos":
+    case "sparse_tensor":
+    case "type_proto":
+    case "sparse_tensors":
+    case "type_protos":
       return { type: "raw", proto: a };
     default:
       throw new OnnxError(`attribute '${a.name}' has an ${kind}`, { file: ctx.file, node });
@@ -231,155 +237,6 @@ function decodeValueInfo(v: Msg): ValueInfo {
     if (has(t, "denotation") || tt.shape?.dim.some((d: Msg) => has(d, "denotation"))) info.rawType ??= t;
   } else info.rawType = t;
   return info;
-}
-
-function readExternal(t: Msg, ctx: Ctx, where: string): Uint8Array {
-  const e: Record<string, string> = {};
-  for (const kv of t.external_data) setOwn(e, kv.key ?? "", kv.value ?? "");
-  const loc = e.location;
-  const err = (msg: string) => new OnnxError(`tensor '${where}': ${msg}`, { file: ctx.file });
-  if (!loc) throw err("external data without a location");
-  if (!ctx.dir) throw err(`external data '${loc}' needs the model's path to be found (use loadModel or pass path)`);
-  if (isAbsolute(loc)) throw err(`external data location '${loc}' must be relative to the model`);
-  const full = resolve(ctx.dir, loc);
-  let real: string;
-  let dir: string;
-  try {
-    real = realpathSync(full);
-    dir = realpathSync(ctx.dir);
-  } catch {
-    throw err(`external data file '${loc}' not found next to the model (looked for ${full})`);
-  }
-  const rel = relative(dir, real);
-  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) {
-    throw err(`external data location '${loc}' leaves the model's folder`);
-  }
-  const int = (key: string): number | undefined => {
-    const v = e[key];
-    if (v === undefined) return undefined;
-    if (!/^\d{1,16}$/.test(v)) throw err(`external data ${key} '${v}' is not a non-negative integer`);
-    return Number(v);
-  };
-  const offset = int("offset") ?? 0;
-  let fd: number | undefined;
-  try {
-    fd = openSync(real, "r");
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) throw err(`external data '${loc}' is not a file`);
-    const size = stat.size;
-    const length = int("length") ?? size - offset;
-    if (!(length >= 0 && offset + length <= size)) {
-      throw err(`external data '${loc}' offset ${offset} + length ${length} is outside the file (${size} bytes)`);
-    }
-    const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw err(`external data '${loc}' ended early while reading ${length} bytes at ${offset}`);
-      done += n;
-    }
-    return out;
-  } catch (x) {
-    if (x instanceof OnnxError) throw x;
-    throw err(`cannot read external data '${loc}': ${(x as Error).message}`);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-export function decodeTensor(t: Msg, ctx: Ctx = { widen: false }, where = t.name ?? ""): Tensor {
-  const err = (msg: string) => new OnnxError(`tensor '${where}': ${msg}`, { file: ctx.file });
-  const dtype = dtypeFromCode(t.data_type ?? 0);
-  if (!dtype) throw err(`unknown data type ${t.data_type}`);
-  const dims: number[] = t.dims.map(num);
-  if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) throw err(`invalid dims [${dims}]`);
-  const n = numel(dims);
-  if (n > MAX_ELEMENTS) throw err(`dims [${dims}] claim ${n} elements, more than qat will load`);
-  if (has(t, "segment")) throw err("segmented tensors are not supported");
-  const out: Tensor = { dtype, dims, data: new Uint8Array() };
-  if (has(t, "doc_string")) out.doc = t.doc_string;
-  if (dtype === "string") {
-    if (t.string_data.length !== n) throw err(`has ${t.string_data.length} strings for ${n} elements`);
-    out.data = [...t.string_data];
-    return out;
-  }
-  const { ctor, slots } = STORAGE[dtype];
-  const count = n * slots;
-  let raw: Uint8Array | undefined;
-  if (has(t, "data_location") && t.data_location !== DATA_LOCATION.DEFAULT && t.data_location !== DATA_LOCATION.EXTERNAL) {
-    throw err(`unknown data_location ${t.data_location}`);
-  }
-  if (t.data_location === DATA_LOCATION.EXTERNAL) raw = readExternal(t, ctx, where);
-  else if (has(t, "raw_data")) raw = t.raw_data;
-  if (raw) {
-    const bits = bitsPerElement(dtype);
-    const expect = Math.ceil((n * bits) / 8);
-    if (raw.length !== expect) throw err(`raw data has ${raw.length} bytes, dims [${dims}] of ${dtype} need ${expect}`);
-    if (bits === 4) out.data = unpack4(raw, n, dtype);
-    else {
-      const copy = new Uint8Array(raw); // aligned copy
-      out.data = new ctor(copy.buffer, 0, count);
-    }
-  } else {
-    const field = typedField(dtype);
-    const src: ArrayLike<unknown> = t[field];
-    if (bitsPerElement(dtype) === 4) {
-      const bytes = Uint8Array.from(src as ArrayLike<number>, (v) => num(v) & 0xff);
-      if (bytes.length !== Math.ceil(n / 2)) throw err(`has ${bytes.length} packed values for ${n} elements`);
-      out.data = unpack4(bytes, n, dtype);
-    } else {
-      if (src.length !== count) throw err(`has ${src.length} values in ${field} for dims [${dims}] (${count} needed)`);
-      const data = new ctor(count);
-      const big = ctor === BigInt64Array || ctor === BigUint64Array;
-      for (let i = 0; i < count; i++) {
-        const v = src[i];
-        (data as unknown as (number | bigint)[])[i] = big ? (Long.isLong(v) ? BigInt((v as Long).toString()) : BigInt(v as number)) : num(v);
-      }
-      out.data = data;
-    }
-  }
-  if (ctx.widen && (dtype === "float16" || dtype === "bfloat16")) {
-    return { ...out, dtype: "float32", data: toF32Bits(out) };
-  }
-  return out;
-}
-
-function toF32Bits(t: Tensor): Float32Array {
-  const src = t.data as Uint16Array;
-  const o = new Float32Array(src.length);
-  if (t.dtype === "bfloat16") {
-    const u = new Uint32Array(o.buffer);
-    for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
-  } else {
-    for (let i = 0; i < src.length; i++) o[i] = halfToFloat(src[i]!);
-  }
-  return o;
-}
-
-function typedField(dtype: DType): string {
-  switch (dtype) {
-    case "float32": case "complex64": return "float_data";
-    case "float64": case "complex128": return "double_data";
-    case "int64": return "int64_data";
-    case "uint32": case "uint64": return "uint64_data";
-    default: return "int32_data";
-  }
-}
-
-function unpack4(bytes: Uint8Array, n: number, dtype: DType): Int8Array | Uint8Array {
-  const out = dtype === "int4" ? new Int8Array(n) : new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = (bytes[i >> 1]! >> ((i & 1) * 4)) & 0xf;
-    if (dtype === "int4" && v >= 8) v -= 16;
-    out[i] = v;
-  }
-  return out;
-}
-
-function pack4(data: Int8Array | Uint8Array): Uint8Array {
-  const out = new Uint8Array(Math.ceil(data.length / 2));
-  for (let i = 0; i < data.length; i++) out[i >> 1]! |= (data[i]! & 0xf) << ((i & 1) * 4);
-  return out;
 }
 
 // ---------------------------------------------------------------- encoding
@@ -439,31 +296,29 @@ const int64 = (v: number): number | Long => (Math.abs(v) < 2 ** 63 ? v : Long.fr
 function encodeAttr(name: string, a: Attr): Msg {
   const enc = new TextEncoder();
   switch (a.type) {
-    case "raw": return a.proto;
-    case "float": return { name, type: AttrType.FLOAT, f: a.value };
-    case "int": return { name, type: AttrType.INT, i: int64(a.value) };
-    case "string": return { name, type: AttrType.STRING, s: enc.encode(a.value) };
-    case "tensor": return { name, type: AttrType.TENSOR, t: encodeTensor(a.value) };
-    case "graph": return { name, type: AttrType.GRAPH, g: encodeGraph(a.value) };
-    case "floats": return { name, type: AttrType.FLOATS, floats: a.value };
-    case "ints": return { name, type: AttrType.INTS, ints: a.value.map(int64) };
-    case "strings": return { name, type: AttrType.STRINGS, strings: a.value.map((s) => enc.encode(s)) };
-    case "tensors": return { name, type: AttrType.TENSORS, tensors: a.value.map((t) => encodeTensor(t)) };
-    case "graphs": return { name, type: AttrType.GRAPHS, graphs: a.value.map(encodeGraph) };
+    case "raw":
+      return a.proto;
+    case "float":
+      return { name, type: AttrType.FLOAT, f: a.value };
+    case "int":
+      return { name, type: AttrType.INT, i: int64(a.value) };
+    case "string":
+      return { name, type: AttrType.STRING, s: enc.encode(a.value) };
+    case "tensor":
+      return { name, type: AttrType.TENSOR, t: encodeTensor(a.value) };
+    case "graph":
+      return { name, type: AttrType.GRAPH, g: encodeGraph(a.value) };
+    case "floats":
+      return { name, type: AttrType.FLOATS, floats: a.value };
+    case "ints":
+      return { name, type: AttrType.INTS, ints: a.value.map(int64) };
+    case "strings":
+      return { name, type: AttrType.STRINGS, strings: a.value.map((s) => enc.encode(s)) };
+    case "tensors":
+      return { name, type: AttrType.TENSORS, tensors: a.value.map((t) => encodeTensor(t)) };
+    case "graphs":
+      return { name, type: AttrType.GRAPHS, graphs: a.value.map(encodeGraph) };
   }
-}
-
-export function encodeTensor(t: Tensor, name?: string): Msg {
-  const out: Msg = { dims: t.dims, data_type: DTYPE_CODE[t.dtype] };
-  if (name !== undefined) out.name = name;
-  if (t.doc !== undefined) out.doc_string = t.doc;
-  if (t.dtype === "string") out.string_data = t.data;
-  else if (bitsPerElement(t.dtype) === 4) out.raw_data = pack4(t.data as Int8Array | Uint8Array);
-  else {
-    const d = t.data as Exclude<Tensor["data"], Uint8Array[]>;
-    out.raw_data = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  }
-  return out;
 }
 
 function encodeValueInfo(v: ValueInfo): Msg {
@@ -476,7 +331,9 @@ function encodeValueInfo(v: ValueInfo): Msg {
     if (v.dtype !== undefined) tt.elem_type = DTYPE_CODE[v.dtype];
     if (v.shape) {
       tt.shape = {
-        dim: v.shape.map((d) => (typeof d === "number" ? { dim_value: d } : typeof d === "string" ? { dim_param: d } : {})),
+        dim: v.shape.map((d) =>
+          typeof d === "number" ? { dim_value: d } : typeof d === "string" ? { dim_param: d } : {},
+        ),
       };
     }
     out.type = { tensor_type: tt };

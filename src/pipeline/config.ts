@@ -63,6 +63,30 @@ export const FINE_TUNE_DEFAULTS: Pick<TrainConfig, "optimizer" | "schedule"> = {
   schedule: { kind: "constant", lr: 1e-4 },
 };
 
+/**
+ * Schedule of QAT on a zoo model when none is given: it fine-tunes a trained model, so its learning rate is 10×
+ * lower than float training's (learned scales diverge at 0.05).
+ */
+export const QAT_SCHEDULE: ScheduleSpec = { kind: "cosine", lr: 0.005, tMax: 0 };
+
+/** QAT settings left out take these. */
+export const QAT_DEFAULTS: Required<Omit<QatSettings, "preset" | "observer">> = {
+  keepFloat: [],
+  weightBits: {},
+  calibrationBatches: 32,
+  freezeBnAfter: 0,
+  observerSteps: 0,
+};
+
+/**
+ * The base learning rate when the settings name none: float training's, QAT's, or an imported model's fine-tuning
+ * rate. The CLI's --lr without --schedule and a schedule without --lr use it too.
+ */
+export function defaultSchedule(settings: Pick<Partial<TrainConfig>, "from" | "qat">): ScheduleSpec {
+  if (settings.from !== undefined) return FINE_TUNE_DEFAULTS.schedule;
+  return settings.qat ? QAT_SCHEDULE : DEFAULTS.schedule;
+}
+
 export class ConfigError extends Error {
   override name = "ConfigError";
   readonly exitCode = 2;
@@ -75,13 +99,17 @@ export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
     for (const [k, v] of Object.entries(l))
       if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   }
+  const given = (k: keyof TrainConfig) => layers.some((l) => l[k] !== undefined);
   if (c.from !== undefined) {
     if (typeof c.from !== "string" || c.from === "")
       throw new ConfigError(`from must be the path of an .onnx file, got ${c.from}`);
-    for (const k of ["optimizer", "schedule"] as const) {
-      if (!layers.some((l) => l[k] !== undefined))
-        (c as unknown as Record<string, unknown>)[k] = FINE_TUNE_DEFAULTS[k];
-    }
+    if (!given("optimizer")) c.optimizer = FINE_TUNE_DEFAULTS.optimizer;
+  }
+  if (!given("schedule")) c.schedule = defaultSchedule(c);
+  if (c.qat) {
+    if (typeof c.qat.preset !== "string" || c.qat.preset === "")
+      throw new ConfigError(`qat.preset must name a qconfig preset, got ${c.qat.preset}`);
+    c.qat = { ...QAT_DEFAULTS, ...definedOnly(c.qat) } as QatSettings;
   }
   const positiveInt = (k: keyof TrainConfig) => {
     const v = c[k] as number;
@@ -98,4 +126,8 @@ export function resolveConfig(...layers: Partial<TrainConfig>[]): TrainConfig {
   if (!(c.valFraction >= 0 && c.valFraction < 1))
     throw new ConfigError(`valFraction must be in [0, 1), got ${c.valFraction}`);
   return c;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -181,45 +181,60 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
     const shared = n.opType === "Concat" ? n.outputs[0] : undefined;
     for (const v of inputs) addAct(v, shared);
     if (!isLayer) continue;
-    const weight = n.inputs[1]!;
-    const layer = layerName(weight);
-    const cfg = layerConfig(q, layer).weight;
-    const dims = g.initializers.get(weight)!.dims;
-    const axis =
-      n.opType === "Conv" ? 0 : n.opType === "Gemm" ? (attrInt(n, "transB", 0) ? 0 : 1) : dims.length - 1;
-    const channels = dims[axis]!;
-    const perChannelN = dims.reduce((a, b) => a * b, 1) / (cfg.perChannel ? channels : 1);
-    const bias = n.inputs[2] && params.has(n.inputs[2]) ? n.inputs[2] : undefined;
-    const next = consumers.get(n.outputs[0]!) ?? [];
-    let bn: WeightPoint["bn"];
-    if (n.opType === "Conv" && next.length === 1 && next[0]!.opType === "BatchNormalization") {
-      const b = next[0]!;
-      bn = {
-        node: b.name,
-        gamma: b.inputs[1]!,
-        beta: b.inputs[2]!,
-        mean: b.inputs[3]!,
-        variance: b.inputs[4]!,
-        eps: attrFloat(b, "epsilon", 1e-5),
-        output: b.outputs[0]!,
-      };
-    }
-    weights.push({
-      layer,
-      node: n.name,
-      op: n.opType as WeightPoint["op"],
-      weight,
-      bias,
-      axis,
-      input: inputs[0],
-      bn,
-      spec: specFor(cfg, cfg.perChannel ? axis : -1, perChannelN),
-      scale: `${weight}.scale`,
-      zeroPoint: `${weight}.zero_point`,
-      cfg,
-    });
+    weights.push(weightPoint(g, n, q, consumers.get(n.outputs[0]!) ?? [], inputs[0], params));
   }
   return { weights, activations: [...acts.values()] };
+}
+
+/**
+ * The weight fake-quant of a Conv/Gemm/MatMul layer: quantized along its output-channel axis (per channel when the
+ * qconfig says so), with the bias it owns, the activation point feeding it, and the BatchNormalization that follows
+ * a Conv alone (`next` are the readers of the layer's output), which bn-fold.ts folds into it.
+ */
+function weightPoint(
+  g: Graph,
+  n: Node,
+  q: QConfig,
+  next: Node[],
+  input: string | undefined,
+  params: Set<string>,
+): WeightPoint {
+  const weight = n.inputs[1]!;
+  const layer = layerName(weight);
+  const cfg = layerConfig(q, layer).weight;
+  const dims = g.initializers.get(weight)!.dims;
+  const axis =
+    n.opType === "Conv" ? 0 : n.opType === "Gemm" ? (attrInt(n, "transB", 0) ? 0 : 1) : dims.length - 1;
+  const channels = dims[axis]!;
+  const perChannelN = dims.reduce((a, b) => a * b, 1) / (cfg.perChannel ? channels : 1);
+  const bias = n.inputs[2] && params.has(n.inputs[2]) ? n.inputs[2] : undefined;
+  let bn: WeightPoint["bn"];
+  if (n.opType === "Conv" && next.length === 1 && next[0]!.opType === "BatchNormalization") {
+    const b = next[0]!;
+    bn = {
+      node: b.name,
+      gamma: b.inputs[1]!,
+      beta: b.inputs[2]!,
+      mean: b.inputs[3]!,
+      variance: b.inputs[4]!,
+      eps: attrFloat(b, "epsilon", 1e-5),
+      output: b.outputs[0]!,
+    };
+  }
+  return {
+    layer,
+    node: n.name,
+    op: n.opType as WeightPoint["op"],
+    weight,
+    bias,
+    axis,
+    input,
+    bn,
+    spec: specFor(cfg, cfg.perChannel ? axis : -1, perChannelN),
+    scale: `${weight}.scale`,
+    zeroPoint: `${weight}.zero_point`,
+    cfg,
+  };
 }
 
 function specFor(cfg: TensorQConfig, axis: number, n: number): FakeQuantSpec {

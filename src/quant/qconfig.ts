@@ -74,7 +74,9 @@ const base = { layers: {}, keepFloat: [], freezeBnAfter: 0, observerSteps: 0 };
  * Presets, named after the runtime they target:
  * - ort-cpu: uint8 asymmetric activations, int8 symmetric per-channel weights (ORT's QDQ defaults).
  * - ort-cpu-x86-safe: the same with 7-bit weights, so u8·s8 kernels on x86 without VNNI cannot saturate their
- *   16-bit intermediate sums (DESIGN.md).
+ *   16-bit intermediate sums (ORT's AVX2 kernels add pairs of u8·s8 products in 16 bits; with 8-bit weights
+ *   QLinearConv was measured off by up to 29 LSB, with 7-bit weights exact; see docs/decisions.md on the
+ *   x86-64 board without VNNI).
  * - tensorrt: int8 symmetric everywhere, zero point 0, narrow-range per-channel weights.
  * - w4a8: 4-bit symmetric per-channel weights (int8 storage, −8…7), 8-bit uint8 activations.
  */

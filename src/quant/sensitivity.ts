@@ -1,7 +1,6 @@
 import type { Dataset } from "../data/dataset.js";
 import type { NetModel } from "../nn/model.js";
-import { evaluate } from "../train/evaluate.js";
-import { EvalRunner } from "../train/step.js";
+import { evaluateNet } from "../train/evaluate.js";
 import { calibrate } from "./calibrate.js";
 import type { ObserverKind } from "./observer.js";
 import { type Placement, placeQuant } from "./placement.js";
@@ -63,15 +62,14 @@ export async function sensitivity(
   opts: SensitivityOptions,
 ): Promise<SensitivityReport> {
   const log = opts.log ?? (() => {});
-  const sessions = { threads: opts.threads, optimization: "basic" as const };
-  const acc = async (model: NetModel): Promise<number> => {
-    const ev = await EvalRunner.create(model, sessions);
-    try {
-      return (await evaluate(ev, test, undefined, opts.batchSize ?? 256, opts.evalLimit ?? 0)).accuracy;
-    } finally {
-      await ev.release();
-    }
-  };
+  const acc = async (model: NetModel): Promise<number> =>
+    (
+      await evaluateNet(model, test, {
+        batchSize: opts.batchSize,
+        limit: opts.evalLimit,
+        threads: opts.threads,
+      })
+    ).accuracy;
   const base = qconfigFrom(opts.preset);
   const full = placeQuant(net, base);
   const qparams = await calibrate(net, full, calibration, {

@@ -14,7 +14,7 @@ import { summarize } from "../onnx/summary.js";
 import { toFloat32 } from "../onnx/tensor.js";
 import type { SensitivityReport } from "../quant/sensitivity.js";
 import { loadCheckpoint } from "../train/checkpoint.js";
-import { RUN_FILES } from "../train/run-folder.js";
+import { RUN_FILES, RunFolder } from "../train/run-folder.js";
 import { readDeviceReport } from "./device-report.js";
 import {
   type EpochPoint,
@@ -38,9 +38,9 @@ export interface GatherOptions {
 
 /** Default names of the files `npm run main` writes beside the run folders. */
 export const REPORT_FILES = {
-  int8: "model.int8.onnx",
-  deviceReport: "device-report.json",
-  sensitivity: "sensitivity.json",
+  int8: RUN_FILES.int8,
+  deviceReport: RUN_FILES.deviceReport,
+  sensitivity: RUN_FILES.sensitivity,
   html: "report.html",
 } as const;
 
@@ -65,39 +65,27 @@ function readJson(file: string, what: string): unknown {
 
 const isDir = (p: string): boolean => existsSync(p) && statSync(p).isDirectory();
 
-function readMetrics(file: string, phase: EpochPoint["phase"]): EpochPoint[] {
-  if (!existsSync(file)) return [];
-  const out: EpochPoint[] = [];
-  readFileSync(file, "utf8")
-    .split("\n")
-    .forEach((line, i) => {
-      if (!line.trim()) return;
-      let m: Record<string, unknown>;
-      try {
-        m = JSON.parse(line);
-      } catch {
-        throw new ReportError(`line ${i + 1} is not JSON: the metrics file is damaged`, file);
-      }
-      if (m.kind !== "epoch") return;
-      out.push({ ...(m as unknown as Omit<EpochPoint, "phase">), phase });
-    });
-  return out;
+/** The epoch records of metrics.jsonl (a torn last line of a killed run is skipped). */
+function readMetrics(run: RunFolder, phase: EpochPoint["phase"]): EpochPoint[] {
+  return run
+    .readMetrics()
+    .filter((m) => m.kind === "epoch")
+    .map((m) => ({ ...(m as unknown as Omit<EpochPoint, "phase">), phase }));
 }
 
 /** A run folder of `qat train` (config.json) or `qat calibrate` (a checkpoint with calibrated_from). */
 function readRun(dir: string): RunInfo {
-  const cfgFile = join(dir, RUN_FILES.config);
-  if (existsSync(cfgFile)) {
-    const cfg = readJson(cfgFile, "the run's config") as {
+  const run = new RunFolder(dir);
+  if (run.has("config")) {
+    const cfg = readJson(run.path("config"), "the run's config") as {
       model?: string;
       from?: string;
       data?: string;
       qat?: { preset?: string };
     };
     const phase = cfg.qat ? "qat" : "float";
-    const sumFile = join(dir, RUN_FILES.summary);
-    const summary = existsSync(sumFile)
-      ? (readJson(sumFile, "the run's summary") as RunInfo["summary"] & {
+    const summary = run.has("summary")
+      ? (readJson(run.path("summary"), "the run's summary") as RunInfo["summary"] & {
           test?: { per_class?: number[]; count?: number };
         })
       : undefined;
@@ -107,7 +95,7 @@ function readRun(dir: string): RunInfo {
       model: cfg.from ? basename(cfg.from) : (cfg.model ?? "?"),
       dataset: cfg.data ?? "?",
       qatPreset: cfg.qat?.preset,
-      epochs: readMetrics(join(dir, RUN_FILES.metrics), phase),
+      epochs: readMetrics(run, phase),
       summary: summary && {
         ...summary,
         count: summary.test?.count,
@@ -115,7 +103,8 @@ function readRun(dir: string): RunInfo {
       },
     };
   }
-  const ck = loadCheckpoint(join(dir, RUN_FILES.checkpoint));
+  const ck = run.readCheckpoint();
+  if (!ck) throw new ReportError(`not a run folder: no ${RUN_FILES.config} or ${RUN_FILES.checkpoint}`, dir);
   const meta = ck.meta as { calibrated_from?: string; quant?: { settings?: { preset?: string } } };
   return {
     dir,
@@ -131,14 +120,12 @@ function readRun(dir: string): RunInfo {
 function findRun(path: string | undefined, near: string): string | undefined {
   if (!path) return undefined;
   for (const p of [path, join(dirname(near), basename(path))]) {
-    if (isDir(p) && (existsSync(join(p, RUN_FILES.config)) || existsSync(join(p, RUN_FILES.checkpoint))))
-      return p;
+    if (RunFolder.isRun(p)) return p;
   }
   return undefined;
 }
 
-const isRunFolder = (p: string): boolean =>
-  isDir(p) && (existsSync(join(p, RUN_FILES.config)) || existsSync(join(p, RUN_FILES.checkpoint)));
+const isRunFolder = (p: string): boolean => RunFolder.isRun(p);
 
 /** The learned scales and zero points of every quantized tensor of a QAT (or calibrated) checkpoint. */
 function readQuant(file: string): QuantInfo | undefined {
@@ -226,7 +213,7 @@ function readExport(file: string): { info?: ExportInfo; model: Model } {
 /** An .onnx file in `dir` (other than the run's own files) that `qat export` wrote. */
 function findInt8(dirs: string[]): string | undefined {
   for (const d of dirs) {
-    const named = join(d, REPORT_FILES.int8);
+    const named = new RunFolder(d).path("int8");
     if (existsSync(named)) return named;
   }
   const own = new Set<string>(Object.values(RUN_FILES));
@@ -266,13 +253,13 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
     else {
       qat = run;
       // the float run a QAT run started from (--init), or a calibration was made from
-      const cfg = existsSync(join(root, RUN_FILES.config))
-        ? (readJson(join(root, RUN_FILES.config), "the run's config") as { init?: string })
+      const rootRun = new RunFolder(root);
+      const cfg = rootRun.has("config")
+        ? (readJson(rootRun.path("config"), "the run's config") as { init?: string })
         : {};
       const from =
         cfg.init ??
-        (loadCheckpoint(join(root, RUN_FILES.checkpoint)).meta as { calibrated_from?: string })
-          .calibrated_from;
+        (rootRun.readCheckpoint()?.meta as { calibrated_from?: string } | undefined)?.calibrated_from;
       const fr = findRun(from, root);
       const f = fr ? readRun(fr) : undefined;
       if (f?.phase === "float") float = f;
@@ -308,7 +295,7 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
   if (!float?.epochs.length && !qat?.epochs.length)
     data.missing.training = "run 'qat train' to get the training curves";
 
-  const ck = qat && join(qat.dir, RUN_FILES.checkpoint);
+  const ck = qat && new RunFolder(qat.dir).path("checkpoint");
   if (ck && existsSync(ck)) data.quant = readQuant(ck);
   if (!data.quant)
     data.missing.quant = `run 'qat train --init ${float?.dir ?? "<float run>"} --qat ort-cpu' to get it`;
@@ -316,7 +303,7 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
   const sens =
     opts.sensitivity ??
     [root, ...(float ? [float.dir] : [])]
-      .map((d) => join(d, REPORT_FILES.sensitivity))
+      .map((d) => new RunFolder(d).path("sensitivity"))
       .find((f) => existsSync(f));
   if (sens) {
     data.sensitivity = { file: sens, report: readSensitivity(sens) };
@@ -336,10 +323,10 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
     if (!ex.info)
       data.missing.export = `${int8} has no ${EXPORT_META_KEY} metadata: run 'qat export' to get it`;
   } else
-    data.missing.export = `run 'qat export ${qat?.dir ?? "<QAT run>"} --out ${join(root, REPORT_FILES.int8)}' to get it`;
+    data.missing.export = `run 'qat export ${qat?.dir ?? "<QAT run>"} --out ${new RunFolder(root).path("int8")}' to get it`;
 
   const modelRun = float ?? qat;
-  const modelFile = modelRun && join(modelRun.dir, RUN_FILES.model);
+  const modelFile = modelRun && new RunFolder(modelRun.dir).path("model");
   if (modelFile && existsSync(modelFile))
     data.floatModel = modelInfo(
       modelFile,
@@ -350,11 +337,11 @@ export function gatherReport(root: string, opts: GatherOptions = {}): ReportData
   if (opts.deviceReport && !existsSync(opts.deviceReport))
     throw new ReportError("no such device report", opts.deviceReport);
   const dev =
-    opts.deviceReport ?? dirs.map((d) => join(d, REPORT_FILES.deviceReport)).find((f) => existsSync(f));
+    opts.deviceReport ?? dirs.map((d) => new RunFolder(d).path("deviceReport")).find((f) => existsSync(f));
   if (dev) data.device = readDeviceReport(dev);
   else
     data.missing.device =
-      `run 'qat validate ${int8 ?? "<model.int8.onnx>"} --data <dataset> --json > ${join(root, REPORT_FILES.deviceReport)}' ` +
+      `run 'qat validate ${int8 ?? "<model.int8.onnx>"} --data <dataset> --json > ${new RunFolder(root).path("deviceReport")}' ` +
       "to get it, or pass that output with --device-report";
   return data;
 }

@@ -1,3 +1,5 @@
+import { argmax } from "./argmax.js";
+
 /** Classification metrics accumulated over batches of logits. */
 export class ClassificationMetrics {
   readonly confusion: number[][];
@@ -15,8 +17,7 @@ export class ClassificationMetrics {
     for (let i = 0; i < n; i++) {
       const row = logits.subarray(i * k, i * k + k);
       const label = Number(labels[i]);
-      let best = 0;
-      for (let j = 1; j < k; j++) if (row[j]! > row[best]!) best = j;
+      const best = argmax(logits, i * k, k);
       // top-5: the label's logit is beaten by fewer than 5 others (ties favour the lower index, as arg-max does)
       let above = 0;
       const v = row[label]!;
@@ -44,7 +45,13 @@ export class ClassificationMetrics {
     });
   }
 
-  toJSON(): { accuracy: number; top5: number; count: number; per_class: (number | null)[]; confusion: number[][] } {
+  toJSON(): {
+    accuracy: number;
+    top5: number;
+    count: number;
+    per_class: (number | null)[];
+    confusion: number[][];
+  } {
     return {
       accuracy: this.accuracy,
       top5: this.top5Accuracy,

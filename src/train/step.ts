@@ -6,6 +6,7 @@ import { cloneGraph, type Graph, type Model } from "../onnx/ir.js";
 import { inferShapes } from "../onnx/shapes.js";
 import { f32, type Tensor } from "../onnx/tensor.js";
 import { fromOrt, openSession, type SessionOptions, toOrt } from "../runtime/session.js";
+import { argmax } from "./argmax.js";
 import { bceWithLogitsLoss, crossEntropyLoss, mseLoss } from "./losses.js";
 import { appendOptimizer, type OptimizerSpec } from "./optimizers.js";
 
@@ -346,9 +347,7 @@ export function countCorrect(logits: Tensor, labels: Tensor): number {
   const l = labels.data as BigInt64Array;
   let correct = 0;
   for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (d[i * k + j]! > d[i * k + best]!) best = j;
-    if (BigInt(best) === l[i]) correct++;
+    if (BigInt(argmax(d, i * k, k)) === l[i]) correct++;
   }
   return correct;
 }

@@ -14,9 +14,10 @@ import {
   openNamedDataset,
 } from "../../src/data/named.js";
 import { type CifarArchiveSource, type IdxSource, SOURCES } from "../../src/data/sources.js";
+import { DATA } from "../helpers/paths.js";
 import { cifarBytes, idxBytes, serveFiles, tempDir } from "./fixtures.js";
 
-const SHARED = new URL("../../../../shared/data", import.meta.url).pathname;
+const SHARED = DATA;
 
 let cleanup: (() => void | Promise<void>)[] = [];
 afterEach(async () => {

@@ -81,13 +81,14 @@ describe("local agent end to end", () => {
     const { client } = await connectAgent(t);
     try {
       const before = await client.list();
-      const begin = await client.request("put.begin", {
+      const begin = await client.request({
+        t: "put.begin",
         kind: "model",
         size: mnist.length,
         sha256: "0".repeat(64),
       });
-      await client.post("put.chunk", { put: begin.header.id }, mnist);
-      const err = await client.request("put.end", { put: begin.header.id }).catch((e: unknown) => e);
+      await client.post({ t: "put.chunk", put: begin.header.id }, mnist);
+      const err = await client.request({ t: "put.end", put: begin.header.id }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RemoteError);
       expect((err as RemoteError).code).toBe("sha256-mismatch");
       const after = await client.list();
@@ -102,13 +103,14 @@ describe("local agent end to end", () => {
     const { client } = await connectAgent(t);
     const before = await client.list();
     const big = new Uint8Array(3 << 20).fill(7);
-    const begin = await client.request("put.begin", {
+    const begin = await client.request({
+      t: "put.begin",
       kind: "model",
       size: big.length,
       sha256: "a".repeat(64),
     });
     // half the bytes, then the plug is pulled
-    await client.post("put.chunk", { put: begin.header.id }, big.subarray(0, 1 << 20));
+    await client.post({ t: "put.chunk", put: begin.header.id }, big.subarray(0, 1 << 20));
     await new Promise((r) => setTimeout(r, 200));
     expect(readdirSync(join(home, "tmp")).length).toBe(1); // the partial upload exists, but only in tmp/
     client.channel.kill();

@@ -153,13 +153,14 @@ describe("ssh transport against a real sshd", () => {
     const before = await listModels(t);
     const { client } = await connectAgent(t);
     const big = new Uint8Array(4 << 20).fill(3);
-    const begin = await client.request("put.begin", {
+    const begin = await client.request({
+      t: "put.begin",
       kind: "model",
       size: big.length,
       sha256: "b".repeat(64),
     });
-    await client.post("put.chunk", { put: begin.header.id }, big.subarray(0, 1 << 20));
-    await client.post("put.chunk", { put: begin.header.id }, big.subarray(1 << 20, 2 << 20));
+    await client.post({ t: "put.chunk", put: begin.header.id }, big.subarray(0, 1 << 20));
+    await client.post({ t: "put.chunk", put: begin.header.id }, big.subarray(1 << 20, 2 << 20));
     for (let i = 0; i < 50 && readdirSync(join(home, "tmp")).length === 0; i++)
       await new Promise((r) => setTimeout(r, 100));
     expect(readdirSync(join(home, "tmp")).length).toBe(1); // the bytes so far sit in tmp/, not among the models

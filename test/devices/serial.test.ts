@@ -12,16 +12,16 @@ import { deployModel, listModels, rollback } from "../../devices/deploy.js";
 import { ConnectError, DeviceError } from "../../devices/errors.js";
 import { openDevice, parseDeviceUri } from "../../devices/registry.js";
 import {
-  type ByteLine,
   cobsDecode,
   cobsEncode,
   crc32,
   encodeLinkFrame,
-  explainOpenError,
   FrameType,
-  Link,
   LinkDecoder,
-} from "../../devices/serial/link.js";
+} from "../../devices/serial/frames.js";
+import { Link } from "../../devices/serial/link.js";
+import type { ByteLine } from "../../devices/serial/options.js";
+import { explainOpenError } from "../../devices/serial/tty.js";
 import { agentPath, setupDevice } from "../../devices/setup.js";
 import type { Transport } from "../../devices/transport/channel.js";
 import { emulatedTransport, ensureEmulator } from "../../devices/transport/emulator.js";

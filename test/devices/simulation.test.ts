@@ -198,6 +198,6 @@ describe("the CLI: simulation, --save, --layers", () => {
     expect(bad.stderr).toMatch(/--layers: no node or value is named 'nope' \(quantized activations: /);
     const badT = await qat("validate", copy, ...data, "--layers", "--layer-threshold", "-1");
     expect(badT.code).toBe(2);
-    expect(badT.stderr).toMatch(/--layer-threshold must be ≥ 0/);
+    expect(badT.stderr).toMatch(/--layer-threshold expects a number ≥ 0, got "-1"/);
   });
 });

@@ -16,7 +16,7 @@ import {
   trtBuildArgs,
   trtShapesSpec,
   trtVersion,
-} from "../../devices/agent/agent.js";
+} from "../../devices/agent/trtexec.js";
 import { buildTrtEngine, deployModel } from "../../devices/deploy.js";
 import { DeviceError, RemoteError } from "../../devices/errors.js";
 import { setupDevice } from "../../devices/setup.js";

@@ -1,12 +1,15 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { encodeFrame, FrameDecoder, packTensors, unpackTensor } from "../../devices/agent/agent.js";
+import { encodeFrame, FrameDecoder } from "../../devices/agent/framing.js";
+import { boardProgram, rewriteImports } from "../../devices/agent/program.js";
+import { agentProgram } from "../../devices/agent/source.js";
+import { packTensors, unpackTensor } from "../../devices/agent/tensors.js";
 import { detectBoard, factsOverShell } from "../../devices/boards.js";
-import { AuthError, ConnectError, RegistryError } from "../../devices/errors.js";
+import { AuthError, ConnectError, DeviceError, RegistryError } from "../../devices/errors.js";
 import {
   addDevice,
   listDevices,
@@ -15,6 +18,7 @@ import {
   removeDevice,
   resolveDevice,
 } from "../../devices/registry.js";
+import { linkProgram } from "../../devices/serial/source.js";
 import { shellJoin } from "../../devices/transport/channel.js";
 import { HASWELL_CPUINFO, RPI4_CPUINFO } from "../../devices/transport/emulator.js";
 import { addKnownHost, parseKnownHosts, verifyHostKey } from "../../devices/transport/known-hosts.js";
@@ -63,6 +67,49 @@ describe("frames", () => {
     expect(Array.from(unpackTensor(refs[0]!, payload) as Float32Array)).toEqual([1.5, -2, Number.NaN]);
     expect(Array.from(unpackTensor(refs[1]!, payload) as BigInt64Array)).toEqual([-1n, 2n ** 40n]);
     expect(() => unpackTensor({ ...refs[0]!, length: 400 }, payload)).toThrow(/outside/);
+  });
+});
+
+describe("board programs", () => {
+  it("ship every module with its imports pointing at files beside it, and run from a plain folder", async () => {
+    const agent = await agentProgram();
+    const link = await linkProgram();
+    const files = [...agent.files, ...link.files];
+    const names = new Set(files.map((f) => f.path));
+    expect(names.size).toBe(files.length);
+    expect(agent.files.at(-1)!.path).toBe("agent.mjs");
+    for (const f of files) {
+      for (const m of f.code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)["']([^"']+)["']/gm)) {
+        const spec = m[1]!;
+        if (!spec.startsWith("node:"))
+          expect(names.has(spec.replace(/^\.\//, "")), `${f.path}: ${spec}`).toBe(true);
+      }
+    }
+    const install = join(dir, "install");
+    mkdirSync(install);
+    for (const f of files) writeFileSync(join(install, f.path), f.code);
+    const version = execFileSync(process.execPath, [join(install, "agent.mjs"), "--version"], {
+      encoding: "utf8",
+    });
+    expect(version.trim()).toBe("0.1.0 protocol 1");
+    const facts = JSON.parse(
+      execFileSync(process.execPath, [join(install, "agent.mjs"), "--facts"], { encoding: "utf8" }),
+    );
+    expect(facts).toMatchObject({ platform: process.platform, arch: process.arch });
+    // the link layer loads on its own too (the agent imports it only with --serial)
+    const tty = await import(join(install, "serial-tty.mjs"));
+    expect(typeof tty.serveTty).toBe("function");
+  });
+
+  it("refuse a board module that imports a module left out of the program, or an npm package", async () => {
+    const only = [{ source: "agent/dispatch", file: "dispatch.mjs" }];
+    const e = await boardProgram(only).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DeviceError);
+    expect((e as Error).message).toMatch(/devices\/agent\/dispatch\.ts imports '\.\/evaluations\.js'/);
+    expect(() => rewriteImports('import ssh2 from "ssh2";\n', "agent/x", only)).toThrow(/imports 'ssh2'/);
+    expect(rewriteImports('import { a } from "../agent/dispatch.js";\n', "serial/x", only)).toBe(
+      'import { a } from "./dispatch.mjs";\n',
+    );
   });
 });
 

@@ -14,6 +14,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ["src/autodiff"],
   ["src/nn"],
   ["src/data"],
+  ["src/detect"],
   ["src/train"],
   ["src/quant"],
   ["src/export"],

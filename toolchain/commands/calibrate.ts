@@ -1,21 +1,10 @@
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { Command, Option } from "commander";
-import { encodeModel, modelOf } from "../../src/onnx/codec.js";
-import { cloneGraph } from "../../src/onnx/ir.js";
-import { WORKING_OPSET } from "../../src/onnx/opset/working.js";
-import { openFloatRun } from "../../src/pipeline/float-run.js";
-import { calibrate } from "../../src/quant/calibrate.js";
+import { calibrateRun } from "../../src/pipeline/calibrate.js";
 import { OBSERVER_KINDS, type ObserverKind } from "../../src/quant/observer.js";
-import { placementTable, placeQuant } from "../../src/quant/placement.js";
-import { applyQuant } from "../../src/quant/prepare.js";
-import { presetNames, qconfigFrom } from "../../src/quant/qconfig.js";
-import { saveCheckpoint } from "../../src/train/checkpoint.js";
-import { evaluate } from "../../src/train/evaluate.js";
-import { EvalRunner } from "../../src/train/step.js";
-import { writeFileAtomic } from "../../src/util/atomic.js";
+import { presetNames } from "../../src/quant/qconfig.js";
+import { count, positiveInt } from "../args.js";
+import { layerBits, layerList } from "../flags.js";
 import { emit } from "../output.js";
-import { parseLayerBits } from "./train.js";
 
 interface CalibrateFlags {
   preset: string;
@@ -40,7 +29,7 @@ export function calibrateCommand(): Command {
     .description(
       "post-training quantization of a float run: calibrate scales with an observer, evaluate, write the model",
     )
-    .argument("<run>", "a float run folder (from qat train)")
+    .argument("<run>", "a trained run folder (from qat train, a zoo model or one imported with --from)")
     .addOption(new Option("--preset <name>", "qconfig preset").choices(presetNames()).default("ort-cpu"))
     .addOption(
       new Option("--observer <kind>", "activation observer (default: the preset's)").choices(OBSERVER_KINDS),
@@ -57,67 +46,31 @@ export function calibrateCommand(): Command {
     )
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (run: string, f: CalibrateFlags) => {
-      const threads = Number(f.threads) || undefined;
-      const fr = await openFloatRun(run, { dataDir: f.dataDir });
-      const qconfig = qconfigFrom(f.preset, {
-        keepFloat: f.keepFloat
-          ? f.keepFloat
-              .split(",")
-              .map((s) => s.trim())
-              .filter(Boolean)
-          : [],
-        weightBits: parseLayerBits(f.weightBits),
-      });
-      const placement = placeQuant(fr.net, qconfig);
-      const qparams = await calibrate(fr.net, placement, fr.train, {
-        batches: Number(f.batches),
-        batchSize: 64,
-        seed: fr.config.seed,
-        threads,
-        observer: f.observer,
-      });
-      const q = applyQuant(fr.net, placement, qparams);
-      const sessions = { threads, optimization: "basic" as const };
-      const accuracy = async (net: typeof q) => {
-        const ev = await EvalRunner.create(net, sessions);
-        try {
-          return (await evaluate(ev, fr.test, undefined, 256, Number(f.evalLimit))).accuracy;
-        } finally {
-          await ev.release();
-        }
-      };
-      const floatAcc = await accuracy(fr.net);
-      const ptq = await accuracy(q);
-      const out = f.out ?? join(run, `calibrated-${f.preset}`);
-      mkdirSync(out, { recursive: true });
-      writeFileAtomic(
-        join(out, "model.onnx"),
-        encodeModel(modelOf(cloneGraph(q.eval), { "": WORKING_OPSET })),
-      );
-      const quant = {
-        settings: { preset: f.preset, observer: f.observer ?? null },
-        qconfig,
-        placement: placementTable(placement),
-      };
-      saveCheckpoint(join(out, "checkpoint.onnx"), {
-        graph: q.eval,
-        state: new Map(),
-        meta: { calibrated_from: run, quant },
-      });
-      const result = {
+      const r = await calibrateRun({
         run,
-        out,
         preset: f.preset,
-        observer: f.observer ?? "preset",
-        float_accuracy: floatAcc,
-        ptq_accuracy: ptq,
-        points: placementTable(placement).length,
-      };
+        observer: f.observer,
+        batches: positiveInt(f.batches, "--batches"),
+        keepFloat: layerList(f.keepFloat),
+        weightBits: layerBits(f.weightBits),
+        dataDir: f.dataDir,
+        evalLimit: count(f.evalLimit, "--eval-limit"),
+        threads: count(f.threads, "--threads"),
+        out: f.out,
+      });
       emit(
         f,
-        `float ${(100 * floatAcc).toFixed(2)}%  PTQ ${f.preset} ${(100 * ptq).toFixed(2)}% (${(100 * (ptq - floatAcc)).toFixed(2)} pt)\n` +
-          `calibrated model: ${join(out, "model.onnx")}; start QAT from it with qat train --qat ${f.preset} --init ${out}`,
-        result,
+        `float ${(100 * r.float_accuracy).toFixed(2)}%  PTQ ${r.preset} ${(100 * r.ptq_accuracy).toFixed(2)}% (${(100 * (r.ptq_accuracy - r.float_accuracy)).toFixed(2)} pt)\n` +
+          `calibrated model: ${r.model}; start QAT from it with qat train --qat ${r.preset} --init ${r.out}`,
+        {
+          run: r.run,
+          out: r.out,
+          preset: r.preset,
+          observer: r.observer,
+          float_accuracy: r.float_accuracy,
+          ptq_accuracy: r.ptq_accuracy,
+          points: r.points,
+        },
       );
     });
 }

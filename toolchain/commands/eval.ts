@@ -1,14 +1,9 @@
-import { existsSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { Command, Option } from "commander";
-import { openDataset } from "../../src/data/open.js";
-import { importModel } from "../../src/nn/import/index.js";
-import { loadModel, modelOf } from "../../src/onnx/codec.js";
-import { evaluateModel } from "../../src/train/evaluate.js";
-import { RUN_FILES } from "../../src/train/run-folder.js";
+import { evaluateFile } from "../../src/pipeline/evaluate.js";
+import { count, positiveInt } from "../args.js";
 import { UsageError } from "../errors.js";
+import { inputConvention } from "../flags.js";
 import { emit } from "../output.js";
-import { inputConvention } from "./train.js";
 
 interface EvalFlags {
   from?: string;
@@ -51,29 +46,32 @@ export function evalCommand(): Command {
         throw new UsageError(
           "--input-scale, --input-mean and --input-std apply to a model given with --from",
         );
-      const given = (f.from ?? target)!;
-      const file = existsSync(given) && statSync(given).isDirectory() ? join(given, RUN_FILES.model) : given;
-      if (!existsSync(file)) throw new UsageError(`${file} not found: give an .onnx file or a run folder`);
-      // --from: the model as qat imports it for training (dynamic batch, float32, the input convention in front)
-      const model = f.from ? modelOf(importModel(file, { input }).net.eval) : loadModel(file);
-      const ds = await openDataset(f.data, { dataDir: f.dataDir, split: f.split });
-      const m = await evaluateModel(model, ds, {
-        batchSize: Number(f.batchSize),
-        limit: Number(f.limit),
-        threads: Number(f.threads) || undefined,
+      const r = await evaluateFile({
+        model: (f.from ?? target)!,
+        imported: f.from !== undefined,
+        input,
+        data: f.data,
+        dataDir: f.dataDir,
+        split: f.split,
+        batchSize: positiveInt(f.batchSize, "--batch-size"),
+        limit: count(f.limit, "--limit"),
+        threads: count(f.threads, "--threads"),
       });
-      const names = ds.classNames ?? Array.from({ length: ds.numClasses }, (_, i) => String(i));
+      const m = r.metrics;
       const lines = [
-        `${file} on ${ds.name} (${f.split}, ${m.count} samples): accuracy ${(100 * m.accuracy).toFixed(2)}%, top-5 ${(100 * m.top5Accuracy).toFixed(2)}%`,
+        `${r.file} on ${r.dataset} (${f.split}, ${m.count} samples): accuracy ${(100 * m.accuracy).toFixed(2)}%, top-5 ${(100 * m.top5Accuracy).toFixed(2)}%`,
         "",
         "class        accuracy",
         ...m
           .perClass()
-          .map((a, c) => `${names[c]!.padEnd(12)} ${Number.isNaN(a) ? "  n/a" : `${(100 * a).toFixed(2)}%`}`),
+          .map(
+            (a, c) =>
+              `${r.classNames[c]!.padEnd(12)} ${Number.isNaN(a) ? "  n/a" : `${(100 * a).toFixed(2)}%`}`,
+          ),
         "",
         "confusion (rows: true class, columns: predicted)",
         ...m.confusion.map((row) => row.map((v) => String(v).padStart(5)).join("")),
       ];
-      emit(f, lines.join("\n"), { model: file, dataset: ds.name, split: f.split, ...m.toJSON() });
+      emit(f, lines.join("\n"), { model: r.file, dataset: r.dataset, split: f.split, ...m.toJSON() });
     });
 }

@@ -1,7 +1,6 @@
 import { existsSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { Command, Option } from "commander";
-import { openDataset } from "../../src/data/open.js";
 import { ExportError } from "../../src/export/errors.js";
 import {
   type ExportFormat,
@@ -10,9 +9,12 @@ import {
   FORMATS,
   TARGETS,
 } from "../../src/export/export.js";
-import type { ParityReport } from "../../src/export/parity.js";
-import type { QatSource } from "../../src/export/source.js";
+import { RunFolder } from "../../src/train/run-folder.js";
+import { count, fraction } from "../args.js";
+import { CheckFailed } from "../check-failed.js";
 import { UsageError } from "../errors.js";
+import { parityData } from "../flags.js";
+import { formatParity, parityJson } from "../format.js";
 import { emit } from "../output.js";
 
 interface ExportFlags {
@@ -29,82 +31,6 @@ interface ExportFlags {
   threads: string;
   latency: boolean;
   json: boolean;
-}
-
-/** A check the exported model failed: exit code 1. */
-export class CheckFailed extends Error {
-  override name = "CheckFailed";
-  readonly exitCode = 1;
-}
-
-export function fraction(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1)
-    throw new UsageError(`${flag} expects a fraction from 0 to 1, got "${v}"`);
-  return n;
-}
-
-export function count(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < 0)
-    throw new UsageError(`${flag} expects a whole number ≥ 0, got "${v}"`);
-  return n;
-}
-
-const pct = (v: number | null, digits = 2) => (v === null ? "n/a" : `${(100 * v).toFixed(digits)}%`);
-
-/** Human lines of a parity report. */
-export function formatParity(p: ParityReport): string[] {
-  const lines = [
-    `parity on ${p.samples} samples (ORT config ${
-      Object.entries(p.hostConfig)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(", ") || "defaults"
-    }):`,
-    `  accuracy: exported ${pct(p.exportAccuracy)}, simulation ${pct(p.simulationAccuracy)} (difference ${((p.exportAccuracy - p.simulationAccuracy) * 100).toFixed(2)} pt)`,
-    `  top-1 agreement ${pct(p.agreement, 3)} (threshold ${pct(p.thresholds.agreement, 1)})`,
-  ];
-  for (const o of p.outputs) {
-    const kind = o.step === "dequantize" ? "its DequantizeLinear's step" : "8-bit steps of its range";
-    lines.push(
-      `  output '${o.name}': largest difference ${o.maxAbs.toPrecision(3)} = ${o.maxSteps.toFixed(3)} steps of ${o.stepSize.toPrecision(3)} (${kind}); ` +
-        `${pct(o.withinOneStep, 3)} within one step (threshold ${pct(p.thresholds.withinOneStep, 1)})`,
-    );
-    if (o.accumulator) {
-      lines.push(
-        `    in int32-accumulator steps (s_x·s_w): largest ${o.accumulator.maxSteps.toFixed(1)}, ${pct(o.accumulator.withinOneStep, 3)} within one`,
-      );
-    }
-  }
-  lines.push(p.passed ? "  passed" : `  FAILED:\n${p.failures.map((f) => `    ${f}`).join("\n")}`);
-  return lines;
-}
-
-export function parityJson(p: ParityReport): Record<string, unknown> {
-  return {
-    samples: p.samples,
-    agreement: p.agreement,
-    simulation_accuracy: p.simulationAccuracy,
-    export_accuracy: p.exportAccuracy,
-    outputs: p.outputs,
-    thresholds: p.thresholds,
-    passed: p.passed,
-    failures: p.failures,
-    host_config: p.hostConfig,
-  };
-}
-
-/** The parity data: --data, else the dataset the run was trained on (its test split). */
-export async function parityData(
-  f: { data?: string; dataDir?: string; split: "train" | "test" },
-  src?: QatSource,
-) {
-  const spec = f.data ?? src?.dataset;
-  if (!spec)
-    throw new UsageError(
-      "the parity check needs data: give --data <dataset> (the checkpoint does not name its dataset)",
-    );
-  return openDataset(spec, { dataDir: f.dataDir ?? src?.dataDir, split: f.split });
 }
 
 /** `qat export <run | checkpoint.onnx> --out model.int8.onnx`: a thin shell over `exportToFile`. */
@@ -139,10 +65,9 @@ export function exportCommand(): Command {
     .option("--json", "print one JSON object as the last line of stdout (sizes, parity, latency)", false)
     .action(async (source: string, f: ExportFlags) => {
       const opset = f.opset === undefined ? undefined : count(f.opset, "--opset");
-      f.out ??= join(
+      f.out ??= new RunFolder(
         existsSync(source) && statSync(source).isDirectory() ? source : dirname(source),
-        "model.int8.onnx",
-      );
+      ).path("int8");
       const folder = dirname(resolve(f.out));
       if (!existsSync(folder) || !statSync(folder).isDirectory()) {
         throw new UsageError(`--out ${f.out}: the folder ${folder} does not exist`);

@@ -2,8 +2,8 @@ import { Command, Option } from "commander";
 import { formatImportReport, importModel } from "../../src/nn/import/index.js";
 import { placementTable, placeQuant } from "../../src/quant/placement.js";
 import { presetNames, qconfigFrom } from "../../src/quant/qconfig.js";
+import { inputConvention } from "../flags.js";
 import { emit } from "../output.js";
-import { inputConvention } from "./train.js";
 
 type Row = ReturnType<typeof placementTable>[number];
 
@@ -43,7 +43,7 @@ export function importCommand(): Command {
         file: string,
         f: { inputScale?: string; inputMean?: string; inputStd?: string; qat?: string; json: boolean },
       ) => {
-        const { net, report } = importModel(file, { input: inputConvention({ from: file, ...f }) });
+        const { net, report } = importModel(file, { input: inputConvention(f) });
         let human = formatImportReport(report);
         let json: Record<string, unknown> = { ...report };
         if (f.qat) {

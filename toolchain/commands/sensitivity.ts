@@ -1,12 +1,9 @@
-import { join } from "node:path";
 import { Command, Option } from "commander";
-import { openFloatRun } from "../../src/pipeline/float-run.js";
+import { sensitivityRun } from "../../src/pipeline/sensitivity.js";
 import { OBSERVER_KINDS, type ObserverKind } from "../../src/quant/observer.js";
 import { presetNames } from "../../src/quant/qconfig.js";
-import { formatSensitivity, sensitivity } from "../../src/quant/sensitivity.js";
-import { REPORT_FILES } from "../../src/report/report.js";
-import { writeFileAtomic } from "../../src/util/atomic.js";
-import { UsageError } from "../errors.js";
+import { formatSensitivity } from "../../src/quant/sensitivity.js";
+import { count, optionalNumber, parseNumber, positiveInt } from "../args.js";
 import { emit } from "../output.js";
 
 interface SensitivityFlags {
@@ -28,7 +25,7 @@ export function sensitivityCommand(): Command {
     .description(
       "quantize one layer at a time, print the accuracy deltas and propose a mixed-precision qconfig",
     )
-    .argument("<run>", "a float run folder (from qat train)")
+    .argument("<run>", "a trained run folder (from qat train, a zoo model or one imported with --from)")
     .addOption(
       new Option("--preset <name>", "qconfig preset to analyse").choices(presetNames()).default("ort-cpu"),
     )
@@ -44,25 +41,19 @@ export function sensitivityCommand(): Command {
     .option("--out <file>", "where the JSON report goes, for `qat report` (default: <run>/sensitivity.json)")
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (run: string, f: SensitivityFlags) => {
-      const maxDrop = Number(f.maxDrop);
-      if (!Number.isFinite(maxDrop) || maxDrop < 0)
-        throw new UsageError(`--max-drop expects a number ≥ 0, got "${f.maxDrop}"`);
-      const target = f.target === undefined ? undefined : Number(f.target);
-      if (target !== undefined && !(target >= 0 && target <= 1))
-        throw new UsageError(`--target expects an accuracy in [0, 1], got "${f.target}"`);
-      const fr = await openFloatRun(run, { dataDir: f.dataDir });
-      const report = await sensitivity(fr.net, fr.train, fr.test, {
+      const { report, out } = await sensitivityRun({
+        run,
+        dataDir: f.dataDir,
+        out: f.out,
         preset: f.preset,
         observer: f.observer,
-        calibrationBatches: Number(f.batches),
-        evalLimit: Number(f.evalLimit),
-        threads: Number(f.threads) || undefined,
-        target,
-        maxDrop: maxDrop / 100,
+        calibrationBatches: positiveInt(f.batches, "--batches"),
+        evalLimit: count(f.evalLimit, "--eval-limit"),
+        threads: count(f.threads, "--threads") || undefined,
+        target: optionalNumber(f.target, "--target", { min: 0, max: 1 }),
+        maxDrop: parseNumber(f.maxDrop, "--max-drop", { min: 0 }) / 100,
         log: (m) => process.stderr.write(`${m}\n`),
       });
-      const out = f.out ?? join(run, REPORT_FILES.sensitivity);
-      writeFileAtomic(out, `${JSON.stringify(report, null, 2)}\n`);
       emit(f, `${formatSensitivity(report)}\nwrote ${out} (qat report reads it)`, report);
     });
 }

@@ -1,12 +1,14 @@
-import { existsSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { Command, Option } from "commander";
-import type { TrainConfig } from "../../src/pipeline/config.js";
+import { DEFAULTS, defaultSchedule, type TrainConfig } from "../../src/pipeline/config.js";
 import { train } from "../../src/pipeline/trainer.js";
+import type { QatSettings } from "../../src/quant/qat-train.js";
 import type { OptimizerSpec } from "../../src/train/optimizers.js";
 import type { ScheduleSpec } from "../../src/train/schedules.js";
+import { count, parseNumber, positiveInt } from "../args.js";
 import { readConfigFile } from "../config-file.js";
 import { UsageError } from "../errors.js";
+import { inputConvention, layerBits, layerList } from "../flags.js";
 import { emit } from "../output.js";
 import { trainProgress } from "../progress.js";
 
@@ -59,7 +61,7 @@ export function trainCommand(): Command {
     .option(
       "--model <name>",
       "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny (default: mnist-cnn, or the --init run's model)",
-      "mnist-cnn",
+      DEFAULTS.model,
     )
     .option(
       "--from <model.onnx>",
@@ -71,12 +73,12 @@ export function trainCommand(): Command {
     )
     .option("--input-mean <m,...>", "with --from: then subtract these per-channel means")
     .option("--input-std <s,...>", "with --from: then divide by these per-channel standard deviations")
-    .option("--data <name>", "dataset: mnist, fashion-mnist, cifar10", "mnist")
+    .option("--data <name>", "dataset: mnist, fashion-mnist, cifar10", DEFAULTS.data)
     .option("--data-dir <dir>", "folder searched first for the dataset (then $QAT_DATA_DIR, then the cache)")
-    .option("--epochs <n>", "epochs", "1")
-    .option("--batch-size <n>", "batch size", "64")
+    .option("--epochs <n>", "epochs", String(DEFAULTS.epochs))
+    .option("--batch-size <n>", "batch size", String(DEFAULTS.batchSize))
     .addOption(new Option("--optimizer <kind>", "optimizer").choices(["sgd", "adam", "adamw"]).default("sgd"))
-    .option("--lr <rate>", "base learning rate", "0.05")
+    .option("--lr <rate>", "base learning rate", String(baseLr(DEFAULTS.schedule)))
     .option("--momentum <m>", "SGD momentum", "0.9")
     .option("--nesterov", "Nesterov momentum", false)
     .option("--weight-decay <wd>", "weight decay", "0.0005")
@@ -86,7 +88,7 @@ export function trainCommand(): Command {
         .default("cosine"),
     )
     .option("--warmup-steps <n>", "linear warm-up steps for warmup-cosine", "100")
-    .option("--seed <n>", "seed of the initial weights, data order and augmentation", "1")
+    .option("--seed <n>", "seed of the initial weights, data order and augmentation", String(DEFAULTS.seed))
     .option("--threads <n>", "ONNX Runtime threads (0: all cores)", "0")
     .option(
       "--val-fraction <f>",
@@ -96,7 +98,11 @@ export function trainCommand(): Command {
     .option("--crop-padding <px>", "random-crop augmentation with this padding (0: off)", "0")
     .option("--flip", "random horizontal flips", false)
     .option("--patience <epochs>", "early stopping patience (0: off)", "0")
-    .option("--checkpoint-every <steps>", "write checkpoint.onnx every this many steps", "200")
+    .option(
+      "--checkpoint-every <steps>",
+      "write checkpoint.onnx every this many steps",
+      String(DEFAULTS.checkpointEvery),
+    )
     .option("--max-steps <n>", "stop after this many steps (0: no limit)", "0")
     .option("--eval-limit <n>", "evaluate on at most this many samples (0: all)", "0")
     .option(
@@ -143,7 +149,7 @@ export function trainCommand(): Command {
     const fromFlags = flagsToConfig(flags, given, fromFile);
     const named = fromFlags.from
       ? basename(fromFlags.from).replace(/\.onnx$/i, "")
-      : (fromFlags.model ?? fromFile.model ?? flags.model);
+      : (fromFlags.model ?? fromFile.model ?? DEFAULTS.model);
     const out = flags.resume ?? flags.out ?? `runs/${named}-${stamp()}`;
     const progress = trainProgress();
     try {
@@ -166,118 +172,86 @@ export function trainCommand(): Command {
   return cmd;
 }
 
-function num(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`${flag} expects a number, got "${v}"`);
-  return n;
-}
-
-/** Flags given on the command line (or all flags where no config file sets the value). */
-function flagsToConfig(
+/**
+ * The settings given on the command line, and nothing else: defaults (QAT's learning rate, an imported model's
+ * fine-tuning optimizer) are the library's (resolveConfig in src/pipeline/config.ts), so `qat train` and `train()`
+ * resolve the same configuration from the same inputs.
+ */
+export function flagsToConfig(
   f: TrainFlags,
   given: (k: keyof TrainFlags) => boolean,
   file: Partial<TrainConfig>,
 ): Partial<TrainConfig> {
-  const use = (k: keyof TrainFlags, fileHas: boolean) => given(k) || !fileHas;
   const c: Partial<TrainConfig> = {};
-  // without --model, a run folder given to --init names the model (the trainer reads its config.json)
-  const initRun = f.init !== undefined && existsSync(join(f.init, "config.json"));
-  if (given("model") || (file.model === undefined && !initRun)) c.model = f.model;
+  if (given("model")) c.model = f.model;
   if (f.from !== undefined) c.from = f.from;
-  // an imported model without optimizer/schedule flags gets the fine-tuning defaults (resolveConfig)
-  const importing = f.from !== undefined || file.from !== undefined;
   const input = inputConvention(f);
-  if (input && !importing)
+  if (input && f.from === undefined && file.from === undefined)
     throw new UsageError("--input-scale, --input-mean and --input-std apply to a model given with --from");
   if (input) c.input = input;
-  if (use("data", file.data !== undefined)) c.data = f.data;
+  if (given("data")) c.data = f.data;
   if (f.dataDir !== undefined) c.dataDir = f.dataDir;
-  if (use("epochs", file.epochs !== undefined)) c.epochs = num(f.epochs, "--epochs");
-  if (use("batchSize", file.batchSize !== undefined)) c.batchSize = num(f.batchSize, "--batch-size");
-  const optGiven = ["optimizer", "momentum", "nesterov", "weightDecay"].some((k) =>
-    given(k as keyof TrainFlags),
-  );
-  if ((use("optimizer", file.optimizer !== undefined) && !importing) || optGiven)
+  if (given("epochs")) c.epochs = positiveInt(f.epochs, "--epochs");
+  if (given("batchSize")) c.batchSize = positiveInt(f.batchSize, "--batch-size");
+  if (["optimizer", "momentum", "nesterov", "weightDecay"].some((k) => given(k as keyof TrainFlags)))
     c.optimizer = optimizerFrom(f);
-  const schedGiven = ["schedule", "lr", "warmupSteps"].some((k) => given(k as keyof TrainFlags));
-  // QAT fine-tunes a trained model: its default learning rate is 10× lower (learned scales diverge at 0.05)
-  if (f.qat !== undefined && f.qat !== false && !given("lr")) f.lr = "0.005";
-  if ((use("schedule", file.schedule !== undefined) && !importing) || schedGiven)
-    c.schedule = scheduleFrom(f);
-  if (use("seed", file.seed !== undefined)) c.seed = num(f.seed, "--seed");
-  if (use("threads", file.threads !== undefined)) c.threads = num(f.threads, "--threads");
-  if (use("valFraction", file.valFraction !== undefined))
-    c.valFraction = num(f.valFraction, "--val-fraction");
-  if (given("cropPadding") || given("flip") || file.augment === undefined) {
-    c.augment = { cropPadding: num(f.cropPadding, "--crop-padding"), flip: f.flip };
+  const qat = qatFrom(f, given);
+  if (["schedule", "lr", "warmupSteps"].some((k) => given(k as keyof TrainFlags))) {
+    // a learning rate left out is the library's default for this kind of run (float, QAT or imported)
+    const lr = given("lr")
+      ? parseNumber(f.lr, "--lr", { min: 0 })
+      : baseLr(defaultSchedule({ from: f.from ?? file.from, qat: qat ?? file.qat }));
+    c.schedule = scheduleFrom(f, lr);
   }
-  if (use("patience", file.patience !== undefined)) c.patience = num(f.patience, "--patience");
-  if (use("checkpointEvery", file.checkpointEvery !== undefined))
-    c.checkpointEvery = num(f.checkpointEvery, "--checkpoint-every");
-  if (use("maxSteps", file.maxSteps !== undefined)) c.maxSteps = num(f.maxSteps, "--max-steps");
-  if (use("evalLimit", file.evalLimit !== undefined)) c.evalLimit = num(f.evalLimit, "--eval-limit");
+  if (given("seed")) c.seed = count(f.seed, "--seed");
+  if (given("threads")) c.threads = count(f.threads, "--threads");
+  if (given("valFraction")) c.valFraction = parseNumber(f.valFraction, "--val-fraction", { min: 0, max: 1 });
+  if (given("cropPadding") || given("flip"))
+    c.augment = { cropPadding: count(f.cropPadding, "--crop-padding"), flip: f.flip };
+  if (given("patience")) c.patience = count(f.patience, "--patience");
+  if (given("checkpointEvery")) c.checkpointEvery = positiveInt(f.checkpointEvery, "--checkpoint-every");
+  if (given("maxSteps")) c.maxSteps = count(f.maxSteps, "--max-steps");
+  if (given("evalLimit")) c.evalLimit = count(f.evalLimit, "--eval-limit");
   if (f.init !== undefined) c.init = f.init;
-  if (f.qat !== undefined && f.qat !== false) {
-    c.qat = {
-      preset: f.qat === true ? "ort-cpu" : f.qat,
-      keepFloat: f.keepFloat
-        ? f.keepFloat
-            .split(",")
-            .map((x) => x.trim())
-            .filter(Boolean)
-        : [],
-      weightBits: parseLayerBits(f.weightBits),
-      observer: f.observer as NonNullable<TrainConfig["qat"]>["observer"],
-      calibrationBatches: num(f.calibrationBatches, "--calibration-batches"),
-      freezeBnAfter: num(f.freezeBnAfter, "--freeze-bn-after"),
-      observerSteps: num(f.observerSteps, "--observer-steps"),
-    };
-  } else if (["keepFloat", "weightBits", "observer"].some((k) => f[k as keyof TrainFlags] !== undefined)) {
-    throw new UsageError("--keep-float, --weight-bits and --observer need --qat");
-  }
+  if (qat) c.qat = qat;
   return c;
 }
 
-/** "conv1=8,fc=4" → { conv1: 8, fc: 4 }. */
-export function parseLayerBits(spec: string | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  if (!spec) return out;
-  for (const part of spec
-    .split(",")
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const m = /^(.+)=(\d+)$/.exec(part);
-    if (!m) throw new UsageError(`--weight-bits expects layer=bits pairs separated by commas, got "${part}"`);
-    out[m[1]!] = Number(m[2]);
+/** --qat and its settings (only those given; resolveConfig fills the rest). */
+function qatFrom(f: TrainFlags, given: (k: keyof TrainFlags) => boolean): QatSettings | undefined {
+  if (f.qat === undefined || f.qat === false) {
+    if (["keepFloat", "weightBits", "observer"].some((k) => f[k as keyof TrainFlags] !== undefined))
+      throw new UsageError("--keep-float, --weight-bits and --observer need --qat");
+    return undefined;
   }
-  return out;
-}
-
-/** --input-scale/--input-mean/--input-std of an imported model (undefined: none given). */
-export function inputConvention(f: {
-  from?: string;
-  inputScale?: string;
-  inputMean?: string;
-  inputStd?: string;
-}): TrainConfig["input"] {
-  if (f.inputScale === undefined && f.inputMean === undefined && f.inputStd === undefined) return undefined;
-  const list = (v: string, flag: string) => v.split(",").map((x) => num(x, flag));
-  const c: NonNullable<TrainConfig["input"]> = {};
-  if (f.inputScale !== undefined) c.scale = num(f.inputScale, "--input-scale");
-  if (f.inputMean !== undefined) c.mean = list(f.inputMean, "--input-mean");
-  if (f.inputStd !== undefined) c.std = list(f.inputStd, "--input-std");
-  return c;
+  const q: QatSettings = { preset: f.qat === true ? "ort-cpu" : f.qat };
+  if (f.keepFloat !== undefined) q.keepFloat = layerList(f.keepFloat);
+  if (f.weightBits !== undefined) q.weightBits = layerBits(f.weightBits);
+  if (f.observer !== undefined) q.observer = f.observer as QatSettings["observer"];
+  if (given("calibrationBatches"))
+    q.calibrationBatches = positiveInt(f.calibrationBatches, "--calibration-batches");
+  if (given("freezeBnAfter")) q.freezeBnAfter = count(f.freezeBnAfter, "--freeze-bn-after");
+  if (given("observerSteps")) q.observerSteps = count(f.observerSteps, "--observer-steps");
+  return q;
 }
 
 function optimizerFrom(f: TrainFlags): OptimizerSpec {
-  const wd = num(f.weightDecay, "--weight-decay");
+  const wd = parseNumber(f.weightDecay, "--weight-decay", { min: 0 });
   if (f.optimizer === "sgd")
-    return { kind: "sgd", momentum: num(f.momentum, "--momentum"), nesterov: f.nesterov, weightDecay: wd };
+    return {
+      kind: "sgd",
+      momentum: parseNumber(f.momentum, "--momentum", { min: 0, max: 1 }),
+      nesterov: f.nesterov,
+      weightDecay: wd,
+    };
   return { kind: f.optimizer, weightDecay: wd };
 }
 
-function scheduleFrom(f: TrainFlags): ScheduleSpec {
-  const lr = num(f.lr, "--lr");
+function baseLr(spec: ScheduleSpec): number {
+  return spec.kind === "one-cycle" ? spec.maxLr : spec.lr;
+}
+
+function scheduleFrom(f: TrainFlags, lr: number): ScheduleSpec {
   // cosine and one-cycle run over the whole training: 0 steps means "all of it" (see withHorizon in the trainer)
   switch (f.schedule) {
     case "constant":
@@ -290,7 +264,7 @@ function scheduleFrom(f: TrainFlags): ScheduleSpec {
       return {
         kind: "warmup",
         lr,
-        steps: num(f.warmupSteps, "--warmup-steps"),
+        steps: count(f.warmupSteps, "--warmup-steps"),
         after: { kind: "cosine", lr, tMax: 0 },
       };
     case "one-cycle":

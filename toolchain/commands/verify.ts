@@ -1,13 +1,10 @@
-import { existsSync } from "node:fs";
 import { Command, Option } from "commander";
-import { ExportError } from "../../src/export/errors.js";
-import { EXPORT_META_KEY } from "../../src/export/export.js";
-import { checkParity, EXACT_HOST_CONFIG } from "../../src/export/parity.js";
-import { loadQatSource } from "../../src/export/source.js";
-import { loadModel, modelOf } from "../../src/onnx/codec.js";
-import { WORKING_OPSET } from "../../src/onnx/opset/working.js";
+import { verifyExport } from "../../src/pipeline/verify.js";
+import { count, fraction } from "../args.js";
+import { CheckFailed } from "../check-failed.js";
+import { parityData } from "../flags.js";
+import { formatParity, parityJson } from "../format.js";
 import { emit } from "../output.js";
-import { CheckFailed, count, formatParity, fraction, parityData, parityJson } from "./export.js";
 
 interface VerifyFlags {
   against?: string;
@@ -47,40 +44,23 @@ export function verifyCommand(): Command {
     )
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (file: string, f: VerifyFlags) => {
-      const model = loadModel(file);
-      let against = f.against;
-      if (!against) {
-        const raw = model.metadata[EXPORT_META_KEY];
-        if (!raw)
-          throw new ExportError(
-            `no ${EXPORT_META_KEY} metadata: not exported by qat export; give --against <run folder>`,
-            { file },
-          );
-        against = (JSON.parse(raw) as { source?: { checkpoint?: string } }).source?.checkpoint;
-        if (!against || !existsSync(against)) {
-          throw new ExportError(
-            `the checkpoint it was exported from (${against}) is not there: give --against <run folder>`,
-            { file },
-          );
-        }
-      }
-      const src = loadQatSource(against);
-      const data = await parityData(f, src);
-      const p = await checkParity(model, modelOf(src.graph, { "": WORKING_OPSET }), {
-        data,
+      const { source, parity } = await verifyExport({
+        model: file,
+        against: f.against,
+        data: (src) => parityData(f, src),
         limit: count(f.limit, "--limit"),
         threads: count(f.threads, "--threads") || undefined,
         thresholds: {
           agreement: fraction(f.minAgreement, "--min-agreement"),
           withinOneStep: fraction(f.minWithinStep, "--min-within-step"),
         },
-        hostConfig: f.exact ? { ...EXACT_HOST_CONFIG } : {},
+        exact: f.exact,
       });
-      emit(f, [`${file} against ${src.file}`, ...formatParity(p)].join("\n"), {
+      emit(f, [`${file} against ${source.file}`, ...formatParity(parity)].join("\n"), {
         model: file,
-        against: src.file,
-        ...parityJson(p),
+        against: source.file,
+        ...parityJson(parity),
       });
-      if (!p.passed) throw new CheckFailed(`parity check failed:\n  ${p.failures.join("\n  ")}`);
+      if (!parity.passed) throw new CheckFailed(`parity check failed:\n  ${parity.failures.join("\n  ")}`);
     });
 }

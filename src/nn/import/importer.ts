@@ -6,7 +6,7 @@
  */
 import { basename } from "node:path";
 import { loadModel } from "../../onnx/codec.js";
-import { cloneGraph, type Graph, type Model, sortGraph } from "../../onnx/ir.js";
+import { cloneGraph, type Graph, type Model, sortGraph, type ValueInfo } from "../../onnx/ir.js";
 import { normalizeOpset, WORKING_OPSET } from "../../onnx/opset.js";
 import { inferShapes } from "../../onnx/shapes.js";
 import { numel, type Tensor, tensor, widen } from "../../onnx/tensor.js";
@@ -14,10 +14,10 @@ import { Rng } from "../../util/rng.js";
 import type { NetModel } from "../model.js";
 import { prependNormalization } from "../normalize.js";
 import { makeBatchDynamic } from "./batch.js";
-import { trainBatchNorm } from "./batchnorm.js";
+import { type BatchNormResult, trainBatchNorm } from "./batchnorm.js";
 import { foldBiasAdds } from "./bias.js";
 import { ImportError } from "./errors.js";
-import { opTable, splitParams } from "./params.js";
+import { opTable, type ParamSplit, splitParams } from "./params.js";
 import type { ImportReport } from "./report.js";
 
 export interface InputConvention {
@@ -66,29 +66,8 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
   const widened = widenHalf(model);
   normalizeOpset(model);
 
-  // the one input and the class-score output
-  const inputs = g.inputs.filter((v) => !g.initializers.has(v.name));
-  if (inputs.length !== 1) {
-    throw new ImportError(
-      `qat trains models with one input; this one has ${inputs.length} (${inputs.map((v) => v.name).join(", ")})`,
-      { file },
-    );
-  }
-  const input = inputs[0]!;
+  const { input, out, droppedOutputs } = selectInputOutput(g, opts.output, file);
   const fileDtype = widened.inputDtype ?? input.dtype ?? "unknown";
-  if (input.dtype !== "float32") {
-    throw new ImportError(
-      `input '${input.name}' is ${input.dtype ?? "of unknown type"}; qat trains models with a float input`,
-      { file, value: input.name },
-    );
-  }
-  const outputName = opts.output ?? g.outputs[0]?.name;
-  const out = g.outputs.find((o) => o.name === outputName);
-  if (!out)
-    throw new ImportError(`the model has no output named '${outputName}'`, { file, value: outputName });
-  const droppedOutputs = g.outputs.filter((o) => o !== out).map((o) => o.name);
-  g.outputs = [out];
-
   const batch = makeBatchDynamic(g, input.name, out.name, file);
   const output = flattenOutput(g, out.name, file);
   const ops = opTable(g); // the model's own ops, before bias folds and any input convention change them
@@ -104,21 +83,16 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
   if (!input.shape || !sample.every((d) => typeof d === "number")) {
     throw new ImportError(
       `input '${input.name}' needs a fixed shape but for the batch, got [${input.shape}]`,
-      { file, value: input.name },
+      {
+        file,
+        value: input.name,
+      },
     );
   }
   const evalGraph = g;
   evalGraph.name = evalGraph.name || opts.name || "imported";
 
-  // the training graph: logits before a final Softmax, Dropout on, BatchNormalization on batch statistics
-  const train = cloneGraph(evalGraph);
-  const softmaxTail = bypassSoftmax(train, output);
-  const dropout = opts.dropout === false ? [] : activateDropout(train, opts.seed ?? 0);
-  const bn = trainBatchNorm(train, { momentum: opts.batchNormMomentum, file });
-  sortGraph(train);
-  train.invalidate();
-  inferShapes(train);
-
+  const { train, softmaxTail, dropout, bn } = trainingGraph(evalGraph, output, opts, file);
   const split = splitParams(train, output, new Set(bn.buffers), file);
   const net: NetModel = {
     name: opts.name ?? (evalGraph.name || "imported"),
@@ -131,43 +105,13 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     buffers: bn.buffers,
     updates: bn.updates,
   };
-
-  let convention: ImportReport["inputConvention"] = null;
-  if (opts.input && (opts.input.scale !== undefined || opts.input.mean || opts.input.std)) {
-    const scale = opts.input.scale ?? 1;
-    if (!(scale > 0 && Number.isFinite(scale)))
-      throw new ImportError(`input scale must be a positive number, got ${scale}`, { file });
-    const c = sample[0] as number;
-    const mean = opts.input.mean ?? [0];
-    const std = opts.input.std ?? [1];
-    for (const [what, v] of [
-      ["mean", mean],
-      ["std", std],
-    ] as const) {
-      if (v.length !== 1 && v.length !== c) {
-        throw new ImportError(
-          `input ${what} has ${v.length} values but input '${input.name}' has ${c} channels`,
-          { file },
-        );
-      }
-    }
-    if (std.some((s) => !(s > 0)))
-      throw new ImportError(`input std values must be positive, got [${std}]`, { file });
-    // (x·scale − mean)/std = (x − mean/scale) · (1/(std/scale))
-    prependNormalization(
-      net,
-      mean.map((m) => m / scale),
-      std.map((s) => s / scale),
-    );
-    convention = { scale, mean, std };
-  }
+  const convention = applyInputConvention(net, opts.input, sample[0] as number, file);
   for (const gr of [net.train, net.eval]) {
     gr.invalidate();
     inferShapes(gr);
   }
 
   const blocking = new Set(split.blocking.map((b) => b.opType));
-  const trainableSet = new Set(split.trainable);
   const report: ImportReport = {
     file,
     producer,
@@ -184,15 +128,7 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
       .filter((o) => !o.trainable)
       .map((o) => ({ opType: o.opType, nodes: o.nodes, blocking: blocking.has(o.opType) })),
     quantizedTensors: quantized(evalGraph),
-    params: {
-      trainable: split.trainable.map((p) => {
-        const t = train.initializers.get(p)!;
-        return { name: p, dims: [...t.dims], numel: numel(t.dims) };
-      }),
-      frozen: split.frozen.filter((f) => !trainableSet.has(f.name)),
-      trainableCount: split.trainable.reduce((a, p) => a + numel(train.initializers.get(p)!.dims), 0),
-      frozenCount: split.frozen.reduce((a, f) => a + f.numel, 0),
-    },
+    params: paramsReport(train, split),
     batchNorm: bn.layers,
     batchNormKept: bn.kept,
     buffers: bn.buffers,
@@ -201,6 +137,112 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     droppedOutputs,
   };
   return { net, report };
+}
+
+/**
+ * The one float input and the class-score output (`output`, or the first); the graph keeps only that output, and
+ * the others' names are returned for the report.
+ */
+function selectInputOutput(
+  g: Graph,
+  output: string | undefined,
+  file: string | undefined,
+): { input: ValueInfo; out: ValueInfo; droppedOutputs: string[] } {
+  const inputs = g.inputs.filter((v) => !g.initializers.has(v.name));
+  if (inputs.length !== 1) {
+    throw new ImportError(
+      `qat trains models with one input; this one has ${inputs.length} (${inputs.map((v) => v.name).join(", ")})`,
+      { file },
+    );
+  }
+  const input = inputs[0]!;
+  if (input.dtype !== "float32") {
+    throw new ImportError(
+      `input '${input.name}' is ${input.dtype ?? "of unknown type"}; qat trains models with a float input`,
+      {
+        file,
+        value: input.name,
+      },
+    );
+  }
+  const outputName = output ?? g.outputs[0]?.name;
+  const out = g.outputs.find((o) => o.name === outputName);
+  if (!out)
+    throw new ImportError(`the model has no output named '${outputName}'`, { file, value: outputName });
+  const droppedOutputs = g.outputs.filter((o) => o !== out).map((o) => o.name);
+  g.outputs = [out];
+  return { input, out, droppedOutputs };
+}
+
+/** The training graph: logits before a final Softmax, Dropout on, BatchNormalization on batch statistics. */
+function trainingGraph(
+  evalGraph: Graph,
+  output: string,
+  opts: ImportOptions,
+  file: string | undefined,
+): { train: Graph; softmaxTail: string | null; dropout: string[]; bn: BatchNormResult } {
+  const train = cloneGraph(evalGraph);
+  const softmaxTail = bypassSoftmax(train, output);
+  const dropout = opts.dropout === false ? [] : activateDropout(train, opts.seed ?? 0);
+  const bn = trainBatchNorm(train, { momentum: opts.batchNormMomentum, file });
+  sortGraph(train);
+  train.invalidate();
+  inferShapes(train);
+  return { train, softmaxTail, dropout, bn };
+}
+
+/**
+ * Put the model's input convention in front of both graphs, so the model reads the dataset's stored values;
+ * `channels` is the input's first sample dim. Returns the convention for the report (null when there is none).
+ */
+function applyInputConvention(
+  net: NetModel,
+  convention: InputConvention | undefined,
+  channels: number,
+  file: string | undefined,
+): ImportReport["inputConvention"] {
+  if (!convention || (convention.scale === undefined && !convention.mean && !convention.std)) return null;
+  const scale = convention.scale ?? 1;
+  if (!(scale > 0 && Number.isFinite(scale)))
+    throw new ImportError(`input scale must be a positive number, got ${scale}`, { file });
+  const mean = convention.mean ?? [0];
+  const std = convention.std ?? [1];
+  for (const [what, v] of [
+    ["mean", mean],
+    ["std", std],
+  ] as const) {
+    if (v.length !== 1 && v.length !== channels) {
+      throw new ImportError(
+        `input ${what} has ${v.length} values but input '${net.input}' has ${channels} channels`,
+        {
+          file,
+        },
+      );
+    }
+  }
+  if (std.some((s) => !(s > 0)))
+    throw new ImportError(`input std values must be positive, got [${std}]`, { file });
+  // (x·scale − mean)/std = (x − mean/scale) · (1/(std/scale))
+  prependNormalization(
+    net,
+    mean.map((m) => m / scale),
+    std.map((s) => s / scale),
+  );
+  return { scale, mean, std };
+}
+
+/** The trainable parameters (with their shapes) and the frozen tensors that are not also trainable, with counts. */
+function paramsReport(train: Graph, split: ParamSplit): ImportReport["params"] {
+  const trainableSet = new Set(split.trainable);
+  return {
+    trainable: split.trainable.map((p) => {
+      const t = train.initializers.get(p)!;
+      return { name: p, dims: [...t.dims], numel: numel(t.dims) };
+    }),
+    frozen: split.frozen.filter((f) => !trainableSet.has(f.name)),
+    trainableCount: split.trainable.reduce((a, p) => a + numel(train.initializers.get(p)!.dims), 0),
+    frozenCount: split.frozen.reduce((a, f) => a + f.numel, 0),
+  };
 }
 
 /** float16/bfloat16 → float32 everywhere: initializers, Constant values, value types, Casts. */

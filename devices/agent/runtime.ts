@@ -1,0 +1,125 @@
+/**
+ * ONNX Runtime on the board: onnxruntime-node (or the onnxruntime-web fallback for old glibc), loaded from the
+ * install's node_modules only when a model is evaluated, so the agent starts and uploads without it.
+ *
+ * Board-side code: Node built-ins only (the runtime is loaded with require at run time); installed beside the
+ * agent as runtime.mjs.
+ */
+import type { Install } from "./install.js";
+import {
+  AgentFailure,
+  type BatchReply,
+  type EvaluateBatchRequest,
+  type EvaluateOpenRequest,
+} from "./protocol.js";
+import { countCorrect, packTensors, unpackTensor } from "./tensors.js";
+
+interface OrtLike {
+  InferenceSession: { create(src: Uint8Array | string, opts?: unknown): Promise<OrtSession> };
+  Tensor: new (type: string, data: unknown, dims: readonly number[]) => OrtTensor;
+  env: { versions?: Record<string, string>; logLevel?: string };
+}
+interface OrtTensor {
+  type: string;
+  dims: readonly number[];
+  data: unknown;
+}
+export interface OrtSession {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>, fetches?: string[]): Promise<Record<string, OrtTensor>>;
+  release?(): Promise<void>;
+}
+
+export class OrtRuntime {
+  private ort?: OrtLike;
+
+  constructor(private readonly install: Install) {}
+
+  /** The runtime module: the backend asked for, else the installed one. */
+  load(want?: string): OrtLike {
+    if (this.ort) return this.ort;
+    const info = this.install.info();
+    const backend = want ?? info?.backend ?? "onnxruntime-node";
+    if (backend !== "onnxruntime-node" && backend !== "onnxruntime-web") {
+      throw new AgentFailure("bad-request", `unknown backend '${backend}'`);
+    }
+    try {
+      this.ort = this.install.require()(backend) as OrtLike;
+    } catch (e) {
+      throw new AgentFailure(
+        "runtime-missing",
+        `cannot load ${backend} from ${this.install.dir}/node_modules: ${(e as Error).message.split("\n")[0]}`,
+      );
+    }
+    return this.ort;
+  }
+
+  versions(backend?: string): Record<string, string> {
+    return this.load(backend).env?.versions ?? {};
+  }
+
+  /** A session on the model file of `sha` with the threads and extra config the host asked for. */
+  async open(path: string, sha: string, req: EvaluateOpenRequest): Promise<OrtSession> {
+    const ort = this.load();
+    const opts: Record<string, unknown> = {
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      logSeverityLevel: 3,
+    };
+    if (typeof req.threads === "number" && req.threads > 0) {
+      opts.intraOpNumThreads = req.threads;
+      opts.interOpNumThreads = 1;
+    }
+    if (req.config && typeof req.config === "object") opts.extra = req.config;
+    const wasm = (ort.env as { wasm?: { numThreads?: number } }).wasm;
+    if (wasm && typeof req.threads === "number" && req.threads > 0) wasm.numThreads = req.threads;
+    try {
+      return await ort.InferenceSession.create(path, opts);
+    } catch (e) {
+      throw new AgentFailure("model-load", `onnxruntime cannot load model ${sha}: ${(e as Error).message}`);
+    }
+  }
+
+  /** One batch through a session: the outputs asked for (all by default) and the run call's time. */
+  async run(
+    session: OrtSession,
+    req: EvaluateBatchRequest,
+    payload: Uint8Array,
+  ): Promise<{ reply: BatchReply; payload: Uint8Array }> {
+    const ort = this.load();
+    const feeds: Record<string, OrtTensor> = {};
+    let batch = 1;
+    for (const ref of req.inputs) {
+      feeds[ref.name] = new ort.Tensor(ref.dtype, unpackTensor(ref, payload), ref.dims);
+      batch = ref.dims[0] ?? 1;
+    }
+    const fetches = Array.isArray(req.outputs) && req.outputs.length ? req.outputs : undefined;
+    const t0 = process.hrtime.bigint();
+    let res: Record<string, OrtTensor>;
+    try {
+      res = fetches ? await session.run(feeds, fetches) : await session.run(feeds);
+    } catch (e) {
+      throw new AgentFailure("run-failed", `onnxruntime run failed: ${(e as Error).message}`);
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const names = fetches ?? session.outputNames;
+    const packed = packTensors(
+      names.map((n) => {
+        const t = res[n]!;
+        return { name: n, dtype: t.type, dims: [...t.dims], data: t.data as ArrayBufferView };
+      }),
+    );
+    return {
+      reply: {
+        outputs: packed.refs,
+        ms,
+        perSampleMs: ms / Math.max(1, batch),
+        correct: countCorrect(req.labels, payload, res[names[0]!]!.data as Float32Array),
+        maxRSS: process.resourceUsage().maxRSS * 1024,
+        runtime: "onnxruntime",
+      },
+      payload: packed.payload,
+    };
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * A session's loop: frames in, one at a time through the agent's dispatch, replies out — over stdin/stdout (SSH
+ * exec channel, local child process) or one serial link session. This is the one place a session's frames are
+ * dispatched.
+ *
+ * Board-side code: Node built-ins only; installed beside the agent as serve.mjs.
+ */
+import { Agent } from "./dispatch.js";
+import { encodeFrame, type Frame, FrameDecoder, type Header } from "./framing.js";
+import { AgentFailure, type ErrorHeader } from "./protocol.js";
+
+/**
+ * Answer one request frame: its reply, an error reply naming the failure's code, or nothing (put.chunk). Requests
+ * are answered one at a time, in the order they arrived.
+ */
+export async function answer(
+  agent: Agent,
+  f: Frame,
+): Promise<{ header: Header; payload?: Uint8Array } | null> {
+  const id = f.header.id;
+  try {
+    const out = await agent.handle(f.header, f.payload);
+    return out ? { header: { t: "ok", id, ...out.reply }, payload: out.payload } : null;
+  } catch (e) {
+    const code = e instanceof AgentFailure ? e.code : "internal";
+    const error: ErrorHeader = { t: "error", id, code, message: (e as Error).message };
+    return { header: { ...error } };
+  }
+}
+
+/** Run the agent on a byte stream until the host says bye or the stream ends. */
+export async function serve(
+  home: string,
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  opts: { standalone?: boolean } = {},
+): Promise<void> {
+  const standalone = opts.standalone ?? true;
+  const agent = new Agent(home);
+  const decoder = new FrameDecoder();
+  let chain: Promise<void> = Promise.resolve();
+  let done = false;
+  const write = (header: Header, payload?: Uint8Array): void => {
+    output.write(encodeFrame(header, payload));
+  };
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    agent.abortUploads();
+  };
+  // one of many sessions (serial): the caller handles signals, and a broken stream ends only this session
+  if (standalone) {
+    for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGPIPE"] as const) {
+      process.on(sig, () => {
+        finish();
+        process.exit(sig === "SIGPIPE" ? 0 : 1);
+      });
+    }
+  }
+  output.on("error", () => {
+    finish();
+    if (standalone) process.exit(0);
+  });
+  await new Promise<void>((resolveDone) => {
+    input.on("data", (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        write({ t: "error", code: "bad-frame", message: (e as Error).message });
+        finish();
+        resolveDone();
+        return;
+      }
+      for (const f of frames) {
+        chain = chain.then(async () => {
+          if (done) return;
+          const out = await answer(agent, f);
+          if (out) write(out.header, out.payload);
+          if (f.header.t === "bye" && out?.header.t === "ok") {
+            finish();
+            resolveDone();
+          }
+        });
+      }
+    });
+    input.on("end", () => {
+      chain.then(() => {
+        finish();
+        resolveDone();
+      });
+    });
+    input.on("error", () => {
+      finish();
+      resolveDone();
+    });
+  });
+  await chain;
+}
