@@ -28,6 +28,18 @@ export { type NamedDatasetOptions, openNamedDataset, type Split } from "./data/n
 export { type OpenOptions, openDataset } from "./data/open.js";
 export { DATASET_NAMES } from "./data/sources.js";
 export { type SplitOptions, splitValidation } from "./data/split.js";
+// Object detection: boxes, YOLO-layout and COCO datasets, the synthetic MNIST detection set, NMS, decoding, COCO mAP
+export { augmentDetection, type DetectionAugmentOptions, type DetectionSample } from "./detect/augment.js";
+export { type Box, type Detection, iou, type LabeledBox, type NormBox } from "./detect/boxes.js";
+export { type CocoOptions, openCocoDataset } from "./detect/coco.js";
+export { type DetectionImage, type DetectionSet, loadImage } from "./detect/dataset.js";
+export { type DecodeOptions, decodeUltralytics } from "./detect/decode.js";
+export { fromLetterbox, type LetterboxInfo, letterbox, toLetterbox } from "./detect/letterbox.js";
+export { type ClassAp, type EvalImage, evaluateMap, type MapOptions, type MapResult } from "./detect/map.js";
+export { generateMnistDetect, type MnistDetectOptions } from "./detect/mnist-detect.js";
+export { type NmsOptions, nms } from "./detect/nms.js";
+export { type DetectionSummary, formatDetectionSummary } from "./detect/summary.js";
+export { openYoloDataset, type YoloSplit } from "./detect/yolo.js";
 // Export and verify: the int8 model of a QAT run, checked against its fake-quant simulation
 export { ExportError } from "./export/errors.js";
 export {

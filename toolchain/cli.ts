@@ -3,6 +3,7 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { calibrateCommand } from "./commands/calibrate.js";
+import { dataCommand } from "./commands/data.js";
 import { deployCommand } from "./commands/deploy.js";
 import { deviceCommand } from "./commands/device.js";
 import { evalCommand } from "./commands/eval.js";
@@ -25,6 +26,7 @@ export function program(): Command {
     .option("--devices <file>", "the device registry (default $QAT_DEVICES or ~/.config/qat/devices.json)")
     .exitOverride();
   p.addCommand(inspectCommand());
+  p.addCommand(dataCommand());
   p.addCommand(trainCommand());
   p.addCommand(evalCommand());
   p.addCommand(calibrateCommand());
