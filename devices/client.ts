@@ -3,10 +3,9 @@
  * headers. Works on any Channel (local child, qemu child, SSH exec channel).
  */
 import { createHash } from "node:crypto";
-import { encodeFrame, FrameDecoder, type Header } from "./agent/framing.js";
+import { encodeHead, FrameDecoder, FrameTooLargeError, type Header, MAX_PAYLOAD } from "./agent/framing.js";
 import {
   type AskedType,
-  type BatchReply,
   type BoardFacts,
   type EvaluateBatchRequest,
   type EvaluationOptions,
@@ -20,8 +19,10 @@ import {
   type RequestOf,
   type TrtEngineInfo,
 } from "./agent/protocol.js";
-import { packTensors, type TypedArray, unpackTensor } from "./agent/tensors.js";
+import { packTensors, unpackTensor } from "./agent/tensors.js";
+import { type BatchResult, batchParts, type HostTensor, joinResults, sliceInputs } from "./batch-split.js";
 import { AgentNotInstalledError, ProtocolError, RemoteError } from "./errors.js";
+import { DEFAULT_TIMEOUTS, type RequestTimeouts, Watchdog } from "./request-timeouts.js";
 import type { Channel } from "./transport/channel.js";
 
 export type {
@@ -31,17 +32,9 @@ export type {
   ModelList,
   TrtEngineInfo,
 } from "./agent/protocol.js";
+export type { BatchResult, HostTensor } from "./batch-split.js";
+export type { RequestTimeouts } from "./request-timeouts.js";
 export type Hello = HelloReply;
-
-export interface HostTensor {
-  name: string;
-  dtype: string;
-  dims: number[];
-  data: TypedArray;
-}
-
-/** A batch's reply with its output tensors decoded from the payload. */
-export type BatchResult = Omit<BatchReply, "outputs"> & { outputs: HostTensor[] };
 
 interface Pending {
   resolve: (f: { header: Header; payload: Uint8Array }) => void;
@@ -51,9 +44,22 @@ interface Pending {
 
 /** Chunk size of uploads: big enough to keep the link busy, small enough to abort quickly. */
 export const CHUNK = 256 * 1024;
+/** A big payload goes to the link in slices, so a stalled link shows up as no progress (the idle limit). */
+const SLICE = 1 << 20;
+
+export interface ClientOptions {
+  /** Time limits of requests (defaults: DEFAULT_TIMEOUTS); changeable later through `timeouts`. */
+  timeouts?: Partial<RequestTimeouts>;
+  /** The largest frame payload sent or accepted (default MAX_PAYLOAD; the board's limit is MAX_PAYLOAD). */
+  maxPayload?: number;
+}
 
 export class AgentClient {
-  private decoder = new FrameDecoder();
+  private readonly decoder: FrameDecoder;
+  private readonly watchdog: Watchdog;
+  /** Time limits of requests: the per-request answer time (by type) and the idle limit of transfers. */
+  timeouts: RequestTimeouts;
+  readonly maxPayload: number;
   private pending = new Map<number, Pending>();
   private nextId = 1;
   private stderrTail = "";
@@ -73,7 +79,24 @@ export class AgentClient {
     readonly channel: Channel,
     /** The device, for messages. */
     readonly device: string,
+    opts: ClientOptions = {},
   ) {
+    this.timeouts = {
+      ...DEFAULT_TIMEOUTS,
+      ...opts.timeouts,
+      perType: { ...DEFAULT_TIMEOUTS.perType, ...opts.timeouts?.perType },
+    };
+    this.maxPayload = opts.maxPayload ?? MAX_PAYLOAD;
+    this.decoder = new FrameDecoder(this.maxPayload);
+    this.watchdog = new Watchdog(
+      device,
+      () => this.timeouts,
+      () => this.decoder.buffered,
+      (e) => {
+        this.fail(e);
+        this.channel.kill();
+      },
+    );
     channel.stdout.on("data", (b: Buffer) => this.onData(b));
     channel.stderr.on("data", (b: Buffer) => {
       this.stderrTail = (this.stderrTail + b.toString("utf8")).slice(-4000);
@@ -126,14 +149,20 @@ export class AgentClient {
   }
 
   private onData(b: Buffer): void {
+    this.watchdog.progress();
     let frames: ReturnType<FrameDecoder["push"]>;
     try {
       frames = this.decoder.push(b);
     } catch (e) {
       this.fail(
-        new ProtocolError("bad-frame", `the agent's stream is corrupt: ${(e as Error).message}`, {
-          device: this.device,
-        }),
+        e instanceof FrameTooLargeError
+          ? new ProtocolError("frame-too-large", `the agent's stream was refused: ${e.message}`, {
+              device: this.device,
+              hint: "the board runs another agent, or something else writes to its stream; run `qat device setup`",
+            })
+          : new ProtocolError("bad-frame", `the agent's stream is corrupt: ${(e as Error).message}`, {
+              device: this.device,
+            }),
       );
       this.channel.kill();
       return;
@@ -152,6 +181,7 @@ export class AgentClient {
         continue;
       }
       this.pending.delete(id!);
+      this.watchdog.unwatch(id!);
       if (f.header.t === "error") {
         p.reject(
           new RemoteError(String(f.header.code ?? "error"), `${p.type}: ${String(f.header.message)}`, {
@@ -164,13 +194,32 @@ export class AgentClient {
 
   private fail(e: Error): void {
     this.closedWith ??= e;
+    this.watchdog.stop();
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
   }
 
-  private write(header: { t: string; id?: number }, payload?: Uint8Array): boolean {
+  /**
+   * Put one frame on the link: its head, then the payload in slices (views, not a joined copy). Each slice the link
+   * takes counts as progress; the last one starts the request's answer time.
+   */
+  private write(header: { t: string; id?: number }, payload?: Uint8Array, watched?: number): boolean {
     if (this.closedWith) throw this.closedWith;
-    return this.channel.stdin.write(encodeFrame(header, payload));
+    const body = payload ?? new Uint8Array(0);
+    const head = encodeHead(header, body.length, this.maxPayload);
+    const parts: Uint8Array[] = [head];
+    for (let off = 0; off < body.length; off += SLICE) {
+      parts.push(body.subarray(off, Math.min(body.length, off + SLICE)));
+    }
+    this.watchdog.sendStart();
+    let room = true;
+    parts.forEach((part, i) => {
+      const last = i === parts.length - 1;
+      room = this.channel.stdin.write(part, () =>
+        last ? this.watchdog.sent(watched) : this.watchdog.progress(),
+      );
+    });
+    return room;
   }
 
   /**
@@ -187,10 +236,12 @@ export class AgentClient {
       const done = (f: { header: Header; payload: Uint8Array }): void =>
         resolve({ header: f.header as unknown as OkHeader<T>, payload: f.payload });
       this.pending.set(id, { resolve: done, reject, type: (msg as Request).t });
+      this.watchdog.watch(id, msg as Request & { runtime?: unknown });
       try {
-        this.write({ ...(msg as Request), id }, payload);
+        this.write({ ...(msg as Request), id }, payload, id);
       } catch (e) {
         this.pending.delete(id);
+        this.watchdog.unwatch(id);
         reject(e as Error);
       }
     });
@@ -342,7 +393,30 @@ export class AgentClient {
     return (await this.request({ t: "trt.build", model, ...opts })).header;
   }
 
+  /**
+   * Run one batch on the board. A batch whose inputs exceed the frame limit is sent in parts along its first
+   * dimension, and the parts' results are joined (the batch's time is then the sum of the parts').
+   */
   async runBatch(
+    session: number,
+    inputs: HostTensor[],
+    labels?: BigInt64Array,
+    outputs?: string[],
+  ): Promise<BatchResult> {
+    const parts = batchParts(inputs, labels, this.maxPayload, this.device);
+    const results: BatchResult[] = [];
+    for (const [a, b] of parts) {
+      const sub = parts.length === 1 ? inputs : sliceInputs(inputs, a, b);
+      results.push(await this.runOne(session, sub, labels?.subarray(a, b), outputs));
+    }
+    return joinResults(
+      results,
+      parts.map(([a, b]) => b - a),
+      this.device,
+    );
+  }
+
+  private async runOne(
     session: number,
     inputs: HostTensor[],
     labels?: BigInt64Array,

@@ -1,7 +1,11 @@
 /**
- * Deploying a model: upload it into the board's content-addressed store (sha256 checked there), move `current`
- * to it, keep the last N versions. An upload cut mid-way leaves `current` where it was and no partial file among
- * the models (the bytes sit in the agent's tmp/ until verified, and are removed when the link drops).
+ * Deploying a model: upload it into the board's content-addressed store (sha256 checked there), have the board's
+ * runtime load it and run one inference on zeros, then move `current` to it, keeping the last N versions. A model
+ * the runtime cannot load or run is refused (RemoteError `model-load`, naming the model and onnxruntime's message)
+ * and `current` stays where it was. An upload cut mid-way leaves `current` where it was and no partial file among
+ * the models (the bytes sit in the agent's tmp/ until verified, and are removed when the link drops). The board
+ * keeps current and history in one file replaced whole, under a lock on its home, so an agent killed at any step,
+ * or two hosts deploying at once, leave a complete current model and a history rollback can trust.
  */
 import { createHash } from "node:crypto";
 import { decodeModel } from "../src/onnx/codec.js";

@@ -80,3 +80,19 @@ export class RegistryError extends DeviceError {
 export class EmulatorError extends DeviceError {
   override name = "EmulatorError";
 }
+
+/** The board did not answer a request in time, or a transfer to or from it stopped moving. */
+export class DeviceTimeoutError extends DeviceError {
+  override name = "DeviceTimeoutError";
+  /** The request type that was waiting, e.g. "evaluate.batch". */
+  readonly request: string;
+  constructor(
+    code: "request-timeout" | "idle-timeout",
+    request: string,
+    message: string,
+    opts: { device?: string; hint?: string } = {},
+  ) {
+    super(code, message, opts);
+    this.request = request;
+  }
+}

@@ -6,8 +6,13 @@
  * Board state lives in the agent's home (default ~/.qat-agent):
  *   install/<key>/agent.mjs (+ its modules), install/<key>/node_modules/...   the agent and its runtime
  *   installed.json                                                           which install is active
- *   models/, current, history.json                                           the model store (store.ts)
+ *   models/, state.json, current                                             the model store (store.ts, state.ts)
  *   tmp/                                                                     uploads in progress (uploads.ts)
+ *   lock                                                                     held during a change (lock.ts)
+ *
+ * Every request that changes the home (an upload's placement, deploy, rollback, install commit and prune) runs
+ * holding the home lock, so two agents on one board never interleave; reads take no lock. On start the agent
+ * repairs what a killed one left (store.recover), when no other agent is in the middle of a change.
  *
  * Board-side code: Node built-ins only; installed beside the agent as dispatch.mjs.
  */
@@ -16,10 +21,12 @@ import { Evaluations } from "./evaluations.js";
 import { collectFacts } from "./facts.js";
 import type { Header } from "./framing.js";
 import { Install } from "./install.js";
+import { HomeLock } from "./lock.js";
 import {
   AGENT_VERSION,
   AgentFailure,
   CAPABILITIES,
+  type CurrentSetReply,
   PROTOCOL_VERSION,
   type Replies,
   type Request,
@@ -46,11 +53,15 @@ export class Agent {
   private readonly uploads: Uploads;
   private readonly evaluations: Evaluations;
   private readonly ort: OrtRuntime;
+  private readonly lock: HomeLock;
 
   constructor(home: string) {
     this.home = resolve(home);
     this.install = new Install(this.home);
     this.store = new ModelStore(this.home);
+    this.lock = new HomeLock(this.home);
+    // busy: another agent is changing the home right now, and will leave it consistent itself
+    this.lock.holdIfFree("recover", () => this.store.recover());
     this.uploads = new Uploads(this.home);
     this.ort = new OrtRuntime(this.install);
     this.evaluations = new Evaluations(this.store, this.ort);
@@ -70,33 +81,46 @@ export class Agent {
       },
     }),
     facts: () => ({ reply: { facts: collectFacts() } }),
-    "put.begin": (req, id) => ({
-      reply: this.uploads.begin(req, id, (kind) =>
-        kind === "model"
-          ? this.store.modelPath(String(req.sha256))
-          : this.install.path(String(req.path ?? "")),
-      ),
-    }),
+    "put.begin": async (req, id) => {
+      if (req.kind === "file") {
+        return { reply: this.uploads.begin(req, id, () => this.install.path(String(req.path ?? ""))) };
+      }
+      const sha = String(req.sha256);
+      // a model already stored is pinned now, before another agent's deploy could prune it
+      return this.lock.hold("put.begin", () => {
+        const reply = this.uploads.begin(req, id, () => this.store.modelPath(sha));
+        if (reply.exists) this.store.pin(sha);
+        return { reply };
+      });
+    },
     "put.chunk": (req, _id, payload) => {
       this.uploads.chunk(Number(req.put), payload);
       return null;
     },
-    "put.end": (req) => ({ reply: this.uploads.end(Number(req.put)) }),
+    "put.end": (req) =>
+      this.lock.hold("put.end", () => {
+        const done = this.uploads.end(Number(req.put));
+        if (done.path === this.store.modelPath(done.sha256)) this.store.pin(done.sha256);
+        return { reply: done };
+      }),
     "put.abort": (req) => {
       this.uploads.abort(Number(req.put));
       return { reply: {} };
     },
-    "install.commit": (req) => ({ reply: { installed: this.install.commit(req.info) } }),
-    "install.prune": () => ({ reply: { removed: this.install.prune() } }),
+    "install.commit": (req) =>
+      this.lock.hold("install.commit", () => ({ reply: { installed: this.install.commit(req.info) } })),
+    "install.prune": () =>
+      this.lock.hold("install.prune", () => ({ reply: { removed: this.install.prune() } })),
     "runtime.check": (req) => ({
       reply: { versions: this.ort.versions(typeof req.backend === "string" ? req.backend : undefined) },
     }),
-    "models.list": () => ({
-      reply: { current: this.store.current(), history: this.store.history(), models: this.store.list() },
-    }),
+    "models.list": () => {
+      const s = this.store.view();
+      return { reply: { current: s.current, history: s.history, models: this.store.list() } };
+    },
     "current.get": () => ({ reply: { current: this.store.current() } }),
-    "current.set": (req) => ({ reply: this.store.setCurrent(String(req.sha256), Number(req.keep ?? 3)) }),
-    rollback: () => ({ reply: this.store.rollback() }),
+    "current.set": async (req) => ({ reply: await this.deploy(String(req.sha256), Number(req.keep ?? 3)) }),
+    rollback: () => this.lock.hold("rollback", () => ({ reply: this.store.rollback() })),
     "evaluate.open": async (req) => ({ reply: await this.evaluations.open(req) }),
     "evaluate.batch": (req, _id, payload) => this.evaluations.batch(req, payload),
     "evaluate.close": async (req) => ({ reply: await this.evaluations.close(req.session) }),
@@ -124,8 +148,30 @@ export class Agent {
     return await handler(header as unknown as Request, Number(header.id), payload);
   }
 
-  /** Remove this process's uploads in progress (connection lost, shutdown). */
+  /**
+   * Make a stored model current — only after the board's runtime loaded it and ran one inference (outside the
+   * lock: that can take seconds, and the model is pinned); when it cannot, current stays where it was.
+   */
+  private async deploy(sha: string, keep: number): Promise<CurrentSetReply> {
+    this.store.resolve(sha);
+    const name = this.store.list().find((m) => m.sha256 === sha)?.name;
+    const label = `model ${sha.slice(0, 12)}${typeof name === "string" ? ` (${name})` : ""}`;
+    try {
+      await this.ort.check(this.store.modelPath(sha), label);
+    } catch (e) {
+      if (!(e instanceof AgentFailure)) throw e;
+      const cur = this.store.current();
+      throw new AgentFailure(
+        e.code,
+        `${e.message} — not deployed; current stays ${cur ? cur.slice(0, 12) : "unset"}`,
+      );
+    }
+    return this.lock.hold("current.set", () => this.store.setCurrent(sha, keep));
+  }
+
+  /** Remove this process's uploads in progress and its pins (connection lost, shutdown). */
   abortUploads(): void {
     this.uploads.abortAll();
+    this.store.unpinAll();
   }
 }

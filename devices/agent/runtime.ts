@@ -24,8 +24,16 @@ interface OrtTensor {
   dims: readonly number[];
   data: unknown;
 }
+/** An input as onnxruntime describes it (absent from runtimes older than 1.21). */
+interface OrtValueMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: ReadonlyArray<number | string>;
+}
 export interface OrtSession {
   inputNames: readonly string[];
+  inputMetadata?: readonly OrtValueMetadata[];
   outputNames: readonly string[];
   run(feeds: Record<string, OrtTensor>, fetches?: string[]): Promise<Record<string, OrtTensor>>;
   release?(): Promise<void>;
@@ -81,6 +89,53 @@ export class OrtRuntime {
     }
   }
 
+  /**
+   * Prove the board's runtime can run a model before a deploy makes it current: create a session on its file and
+   * run one inference on zeros of each input's shape (symbolic or unknown dims set to 1; skipped when an input is
+   * not a tensor). `inputs` says what was fed, empty when nothing ran. Fails with `model-load` naming the model
+   * (`label`) and onnxruntime's own message.
+   */
+  async check(path: string, label: string): Promise<{ inputs: string[]; ms: number }> {
+    const ort = this.load();
+    const t0 = process.hrtime.bigint();
+    let session: OrtSession;
+    try {
+      session = await ort.InferenceSession.create(path, {
+        graphOptimizationLevel: "all",
+        logSeverityLevel: 3,
+      });
+    } catch (e) {
+      throw new AgentFailure(
+        "model-load",
+        `onnxruntime on this board cannot load ${label}: ${firstLines(e)}`,
+      );
+    }
+    const described: string[] = [];
+    try {
+      const feeds: Record<string, OrtTensor> = {};
+      for (const name of session.inputNames) {
+        const meta = session.inputMetadata?.find((m) => m.name === name);
+        // a sequence or map input (or a runtime that does not describe inputs): loading it is all we can prove
+        if (!meta?.isTensor || !meta.type)
+          return { inputs: [], ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+        const dims = (meta.shape ?? []).map((d) => (typeof d === "number" && d >= 0 ? d : 1));
+        feeds[name] = new ort.Tensor(meta.type, zeros(meta.type, dims), dims);
+        described.push(`${name}:${meta.type}[${dims.join(",")}]`);
+      }
+      try {
+        await session.run(feeds);
+      } catch (e) {
+        throw new AgentFailure(
+          "model-load",
+          `onnxruntime on this board loads ${label} but one inference on zero inputs (${described.join(" ")}) fails: ${firstLines(e)}`,
+        );
+      }
+    } finally {
+      await session.release?.();
+    }
+    return { inputs: described, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  }
+
   /** One batch through a session: the outputs asked for (all by default) and the run call's time. */
   async run(
     session: OrtSession,
@@ -121,5 +176,47 @@ export class OrtRuntime {
       },
       payload: packed.payload,
     };
+  }
+}
+
+/** A runtime error's message without its native stack (the first two lines say what failed). */
+function firstLines(e: unknown): string {
+  return String((e as Error)?.message ?? e)
+    .split("\n")
+    .slice(0, 2)
+    .join(" ")
+    .trim();
+}
+
+/** A zero-filled array for an onnxruntime tensor of `type` and `dims`. */
+function zeros(type: string, dims: number[]): unknown {
+  const n = dims.reduce((a, d) => a * d, 1);
+  switch (type) {
+    case "float32":
+      return new Float32Array(n);
+    case "float64":
+      return new Float64Array(n);
+    case "int8":
+      return new Int8Array(n);
+    case "uint8":
+    case "bool":
+      return new Uint8Array(n);
+    case "int16":
+      return new Int16Array(n);
+    case "uint16":
+    case "float16":
+      return new Uint16Array(n);
+    case "int32":
+      return new Int32Array(n);
+    case "uint32":
+      return new Uint32Array(n);
+    case "int64":
+      return new BigInt64Array(n);
+    case "uint64":
+      return new BigUint64Array(n);
+    case "string":
+      return Array.from({ length: n }, () => "");
+    default:
+      throw new AgentFailure("model-load", `cannot make a zero input of type ${type} to check the model`);
   }
 }

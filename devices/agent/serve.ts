@@ -76,7 +76,16 @@ export async function serve(
         chain = chain.then(async () => {
           if (done) return;
           const out = await answer(agent, f);
-          if (out) write(out.header, out.payload);
+          if (out) {
+            // a reply over the frame limit (e.g. huge layer probes) must not reject the chain: later requests
+            // would never be answered; the host gets a named error instead
+            try {
+              write(out.header, out.payload);
+            } catch (e) {
+              const id = (f.header as { id?: unknown }).id;
+              write({ t: "error", id, code: "reply-too-large", message: (e as Error).message } as Header);
+            }
+          }
           if (f.header.t === "bye" && out?.header.t === "ok") {
             finish();
             resolveDone();

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
+import { crashPoint } from "./faults.js";
 import { fsyncDir, sha256File, writeAtomic } from "./files.js";
 import { AgentFailure, type PutBeginReply, type PutBeginRequest } from "./protocol.js";
 import { isSha256 } from "./store.js";
@@ -169,6 +170,7 @@ export class Uploads {
       }
       fs.renameSync(u.tmp, u.final);
       fsyncDir(dirname(u.final));
+      if (u.kind === "model") crashPoint("after-upload");
       return { path: u.final, sha256: got };
     } catch (e) {
       if (u.fd >= 0) fs.closeSync(u.fd);

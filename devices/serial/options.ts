@@ -39,6 +39,8 @@ export interface LinkStats {
   /** DATA frames received out of order (a gap before them) or again. */
   outOfOrder: number;
   duplicates: number;
+  /** Out-of-order frames not kept: beyond the window, or over the bytes held beyond a hole. */
+  oooDropped: number;
   /** Stream bytes delivered each way, and all bytes put on / taken off the line. */
   bytesSent: number;
   bytesReceived: number;
@@ -56,6 +58,7 @@ export function emptyStats(): LinkStats {
     badFrames: 0,
     outOfOrder: 0,
     duplicates: 0,
+    oooDropped: 0,
     bytesSent: 0,
     bytesReceived: 0,
     wireBytesSent: 0,

@@ -66,8 +66,9 @@ export class LinkSession extends EventEmitter {
   private spaceWaiters: (() => void)[] = [];
   // receiver
   private rcvNxt = 0;
-  /** Frames that arrived beyond a hole, kept until it is filled. */
+  /** Frames that arrived beyond a hole, kept until it is filled; `oooBytes` is what they hold (see `held`). */
   private ooo = new Map<number, { body: Buffer; fin: boolean }>();
+  private oooBytes = 0;
   private peerFin = false;
   private ackQueued = false;
 
@@ -383,9 +384,7 @@ export class LinkSession extends EventEmitter {
       const end = f.seq + f.body.length + (fin ? 1 : 0);
       if (f.seq > this.rcvNxt) {
         this.stats.outOfOrder++;
-        if (f.seq < this.rcvNxt + 4 * this.negotiated.window && !this.ooo.has(f.seq)) {
-          this.ooo.set(f.seq, { body: f.body, fin });
-        }
+        this.keepOutOfOrder(f.seq, f.body, fin, end);
         this.sendAck();
       } else if (end <= this.rcvNxt) {
         this.stats.duplicates++;
@@ -398,6 +397,7 @@ export class LinkSession extends EventEmitter {
           for (const [k, seg] of this.ooo) {
             if (k <= this.rcvNxt) {
               this.ooo.delete(k);
+              this.oooBytes -= held(seg.body);
               this.deliver(k, seg.body, seg.fin);
               again = true;
             }
@@ -414,6 +414,32 @@ export class LinkSession extends EventEmitter {
     }
     this.onAck(f.ack, sack);
     if (this.peerFin) this.maybeDone();
+  }
+
+  /** Bytes held beyond a hole (at most `oooLimit`). */
+  get outOfOrderBytes(): number {
+    return this.oooBytes;
+  }
+
+  /**
+   * What may be held beyond a hole, and how far ahead of it: a peer that keeps to the window has `window` bytes in
+   * flight past what it knows we hold (SACKed bytes leave its count), and retransmissions cut into other sizes may
+   * overlap what is held; 4 windows covers that. A peer sending far ahead, or the same range again and again at
+   * shifted offsets, is dropped beyond it (a real sender retransmits what was dropped).
+   */
+  get oooLimit(): number {
+    return 4 * this.negotiated.window;
+  }
+
+  /** Keep a frame that arrived beyond a hole, if it lies within the window and the held bytes stay bounded. */
+  private keepOutOfOrder(seq: number, body: Buffer, fin: boolean, end: number): void {
+    const within = end <= this.rcvNxt + this.oooLimit;
+    if (!within || this.ooo.has(seq) || this.oooBytes + held(body) > this.oooLimit) {
+      this.stats.oooDropped++;
+      return;
+    }
+    this.ooo.set(seq, { body, fin });
+    this.oooBytes += held(body);
   }
 
   private queueAck(): void {
@@ -436,4 +462,12 @@ export class LinkSession extends EventEmitter {
     }
     if (now - this.lastSent >= this.keepaliveMs) this.sendAck();
   }
+}
+
+/**
+ * What a frame held beyond a hole is charged: its body plus a fixed cost per entry, so empty or tiny frames at many
+ * offsets cannot fill the map (and the sorting of SACK ranges) without bound either.
+ */
+function held(body: Buffer): number {
+  return body.length + 64;
 }

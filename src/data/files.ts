@@ -1,38 +1,25 @@
-import { readFileSync, statSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
 import { DataError } from "./errors.js";
+import { DEFAULT_MAX_FILE, gunzipCapped, isGzip, readRegularFile } from "./limits.js";
 
 /**
- * Read a whole input file, turning the usual failures (missing, a folder, no permission) into a `DataError` that
- * names the file. `what` says what the file was supposed to be ("CSV file", "CIFAR batch").
+ * Read a whole input file, turning the usual failures (missing, a folder, no permission, not a regular file, over
+ * `maxBytes`) into a `DataError` that names the file. `what` says what the file was supposed to be ("CSV file").
  */
-export function readInput(path: string, what: string): Buffer {
-  let st: ReturnType<typeof statSync>;
+export function readInput(path: string, what: string, maxBytes = DEFAULT_MAX_FILE): Buffer {
   try {
-    st = statSync(path);
+    return readRegularFile(path, what, maxBytes);
   } catch (e) {
-    throw new DataError(`${what} not found (${errCode(e)}); check the path`, { file: path });
-  }
-  if (st.isDirectory()) throw new DataError(`expected a ${what}, found a folder`, { file: path });
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new DataError(`cannot read the ${what} (${errCode(e)}); check its permissions`, { file: path });
+    // keep the wording users and scripts already match for a missing file
+    if (e instanceof DataError && /\(ENOENT\)/.test(e.message)) {
+      throw new DataError(`${what} not found (ENOENT); check the path`, { file: path });
+    }
+    throw e;
   }
 }
 
-/** Gunzip when the bytes start with the gzip magic; a corrupt stream is a `DataError` naming the file. */
-export function maybeGunzip(bytes: Uint8Array, path: string): Uint8Array {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      return gunzipSync(bytes);
-    } catch (e) {
-      throw new DataError(`corrupt gzip data (${(e as Error).message}); download the file again`, {
-        file: path,
-      });
-    }
-  }
-  return bytes;
+/** Gunzip (with the decompressed-size cap) when the bytes start with the gzip magic. */
+export function maybeGunzip(bytes: Uint8Array, path: string, maxBytes?: number): Uint8Array {
+  return isGzip(bytes) ? gunzipCapped(bytes, path, maxBytes) : bytes;
 }
 
 export function errCode(e: unknown): string {

@@ -2,9 +2,8 @@
  * IDX files (the MNIST format): magic 0x00 0x00, a type byte, a dimension count, the dimensions as big-endian
  * uint32, then the elements in row-major order, big-endian. Files may be gzip-compressed; the magic bytes decide.
  */
-import { readFileSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
 import { DataError } from "./errors.js";
+import { DEFAULT_MAX_DECOMPRESSED, gunzipCapped, isGzip, readRegularFile } from "./limits.js";
 
 export type IdxDType = "uint8" | "int8" | "int16" | "int32" | "float32" | "float64";
 export type IdxArray = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -24,30 +23,21 @@ const TYPES: Record<number, { dtype: IdxDType; size: number }> = {
   14: { dtype: "float64", size: 8 },
 };
 
-/** Read an IDX file, gzip-compressed or not. Missing, truncated or corrupt files raise a DataError. */
-export function readIdx(path: string): IdxData {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new DataError(`cannot read the IDX file: ${(e as Error).message}`, { file: path });
-  }
-  return parseIdx(bytes, path);
+/**
+ * Read an IDX file, gzip-compressed or not. Missing, truncated or corrupt files raise a DataError; so does one
+ * that is not a regular file or decompresses past `maxDecompressedBytes`.
+ */
+export function readIdx(path: string, maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED): IdxData {
+  return parseIdx(readRegularFile(path, "IDX file"), path, maxDecompressedBytes);
 }
 
 /** Parse IDX bytes (gzip or raw); `file` names the source in errors. */
-export function parseIdx(bytes: Uint8Array, file?: string): IdxData {
-  let raw = bytes;
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      raw = gunzipSync(bytes);
-    } catch (e) {
-      throw new DataError(
-        `the gzip stream is truncated or corrupt (${(e as Error).message}; ${bytes.length} compressed bytes); download the file again`,
-        { file },
-      );
-    }
-  }
+export function parseIdx(
+  bytes: Uint8Array,
+  file?: string,
+  maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED,
+): IdxData {
+  const raw = isGzip(bytes) ? gunzipCapped(bytes, file, maxDecompressedBytes) : bytes;
   const where = (offset: number) => ({ file, offset });
   if (raw.length < 4)
     throw new DataError(

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { extname, join, relative } from "node:path";
 import {
   type ChannelStats,
@@ -11,6 +11,7 @@ import {
 import { DataError } from "./errors.js";
 import { errCode } from "./files.js";
 import { decodeImage, type ImageHeader, readImageHeader, writeChw } from "./image.js";
+import { checkPixels, readRegularFile } from "./limits.js";
 
 const EXTENSIONS = new Set([".png", ".jpg", ".jpeg"]);
 
@@ -140,12 +141,7 @@ export class ImageFolderDataset implements Dataset {
     const [, h, w] = this.inputShape as [number, number, number];
     for (let k = 0; k < indices.length; k++) {
       const e = this.entries[indices[k]!]!;
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(e.path);
-      } catch (err) {
-        throw new DataError(`cannot read the image (${errCode(err)})`, { file: e.path });
-      }
+      const bytes = readRegularFile(e.path, "image");
       const img = decodeImage(bytes, e.path);
       if (img.width !== w || img.height !== h) {
         throw new DataError(
@@ -165,36 +161,73 @@ export function openImageFolder(root: string, opts: ImageFolderOptions = {}): Im
   return new ImageFolderDataset(root, opts);
 }
 
-function listImages(dir: string): string[] {
+/**
+ * The PNG/JPEG files under `dir`, sorted, recursing into sub-folders (not into symlinked folders: a link loop
+ * cannot make the walk endless). Image-named entries that are not regular files — FIFOs, devices, sockets, or
+ * symlinks resolving to one — are refused here, by name, before anything is opened.
+ */
+export function listImages(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const ent of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (ent.name.startsWith(".")) continue;
       const p = join(d, ent.name);
       if (ent.isDirectory()) walk(p);
-      else if (EXTENSIONS.has(extname(ent.name).toLowerCase())) out.push(p);
+      else if (EXTENSIONS.has(extname(ent.name).toLowerCase())) {
+        checkRegular(p);
+        out.push(p);
+      }
     }
   };
   walk(dir);
   return out;
 }
 
-/** Read just enough of the file for its size: 64 KiB, or the whole file when a JPEG's frame header is later. */
-function readHeader(path: string): ImageHeader {
+function checkRegular(p: string): void {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(p); // follows symlinks: the target is what would be read
+  } catch (e) {
+    throw new DataError(`cannot read the image (${errCode(e)}); a broken symlink? remove it`, { file: p });
+  }
+  if (!st.isFile()) {
+    const kind = st.isFIFO()
+      ? "a FIFO (named pipe)"
+      : st.isCharacterDevice() || st.isBlockDevice()
+        ? "a device"
+        : st.isDirectory()
+          ? "a folder"
+          : "not a regular file";
+    throw new DataError(
+      `is ${kind} (symlinks are followed), not a regular image file; image folders may hold only regular files: remove it`,
+      { file: p },
+    );
+  }
+}
+
+/**
+ * Read just enough of the file for its size: 64 KiB, or the whole file when a JPEG's frame header is later. The
+ * file is opened non-blocking and checked on its descriptor (the listing's check could be raced by a swap).
+ */
+export function readHeader(path: string, maxPixels?: number): ImageHeader {
   let head: Uint8Array;
   try {
-    const fd = openSync(path, "r");
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
+      if (!fstatSync(fd).isFile())
+        throw new DataError("is not a regular image file; remove it", { file: path });
       const buf = Buffer.alloc(65536);
       head = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0));
     } finally {
       closeSync(fd);
     }
   } catch (e) {
+    if (e instanceof DataError) throw e;
     throw new DataError(`cannot read the image (${errCode(e)})`, { file: path });
   }
-  const h = readImageHeader(head, path) ?? readImageHeader(readFileSync(path), path);
+  const h = readImageHeader(head, path) ?? readImageHeader(readRegularFile(path, "image"), path);
   if (!h)
     throw new DataError("unreadable image: the file ends inside its header; replace it", { file: path });
+  checkPixels(h.width, h.height, path, maxPixels);
   return h;
 }

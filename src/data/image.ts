@@ -1,6 +1,7 @@
 import { convertIndexedToRgb, decode as decodePng } from "fast-png";
 import jpeg from "jpeg-js";
 import { DataError } from "./errors.js";
+import { checkPixels, DEFAULT_MAX_PIXELS } from "./limits.js";
 
 /** An 8-bit image, channels interleaved (row-major H×W×C), C = 1 (gray) or 3 (RGB). */
 export interface Image8 {
@@ -79,11 +80,18 @@ function notImage(path: string, what: string): never {
   throw new DataError(`unreadable image: ${what}; convert it to PNG or JPEG, or remove it`, { file: path });
 }
 
-/** Decode a PNG or JPEG file's bytes to 8 bits per channel (16-bit PNG samples are scaled to 0–255). */
-export function decodeImage(bytes: Uint8Array, path: string): Image8 {
+/**
+ * Decode a PNG or JPEG file's bytes to 8 bits per channel (16-bit PNG samples are scaled to 0–255). The header's
+ * size is checked against `maxPixels` first: a small file declaring a huge image is refused before decoding.
+ */
+export function decodeImage(bytes: Uint8Array, path: string, maxPixels = DEFAULT_MAX_PIXELS): Image8 {
+  const head = readImageHeader(bytes, path);
+  if (!head)
+    throw new DataError("unreadable image: the file ends inside its header; replace it", { file: path });
+  checkPixels(head.width, head.height, path, maxPixels);
   try {
     if (isPng(bytes)) return fromPng(bytes);
-    if (isJpeg(bytes)) return fromJpeg(bytes);
+    if (isJpeg(bytes)) return fromJpeg(bytes, maxPixels);
   } catch (e) {
     throw new DataError(
       `unreadable image (${(e as Error).message}); the file is damaged: replace or remove it`,
@@ -139,8 +147,15 @@ function unpackBits(packed: Uint8Array, w: number, h: number, ch: number, depth:
   return out;
 }
 
-function fromJpeg(bytes: Uint8Array): Image8 {
-  const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false });
+function fromJpeg(bytes: Uint8Array, maxPixels: number): Image8 {
+  // jpeg-js checks its own limits too (frame size, memory); set them from ours so neither is looser
+  const img = jpeg.decode(bytes, {
+    useTArray: true,
+    formatAsRGBA: false,
+    tolerantDecoding: false,
+    maxResolutionInMP: maxPixels / 1e6,
+    maxMemoryUsageInMB: Math.ceil((maxPixels * 4) / 2 ** 20) + 64,
+  });
   const n = img.width * img.height;
   const ch = img.data.length / n;
   if (ch === 1 || ch === 3) return { width: img.width, height: img.height, channels: ch, data: img.data };

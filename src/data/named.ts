@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { parseTar } from "nanotar";
 import { writeFileAtomic } from "../util/atomic.js";
 import { openCifarFolder } from "./cifar.js";
@@ -17,6 +16,7 @@ import {
 import { DataError } from "./errors.js";
 import { parseIdx } from "./idx.js";
 import { readIdxDataset } from "./idx-dataset.js";
+import { DEFAULT_MAX_DECOMPRESSED, gunzipCapped, isGzip } from "./limits.js";
 import {
   type CifarArchiveSource,
   type DatasetSource,
@@ -204,14 +204,11 @@ function checkIdxDownload(bytes: Uint8Array, file: KnownFile, url: string): void
     const md5 = digest("md5", bytes);
     if (md5 !== file.md5) throw bad(`md5 ${md5}, expected ${file.md5}`);
   }
-  let raw = bytes;
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      raw = gunzipSync(bytes);
-    } catch (e) {
-      throw bad(`corrupt gzip data (${(e as Error).message})`);
-    }
-  }
+  // the md5 above is of the compressed bytes, so a tampered file is refused before it is inflated; the cap
+  // (twice the file's known size) bounds the rest
+  const raw = isGzip(bytes)
+    ? contentGunzip(bytes, url, Math.min(2 * file.size, DEFAULT_MAX_DECOMPRESSED))
+    : bytes;
   if (raw.length !== file.size) throw bad(`${raw.length} bytes after decompression, expected ${file.size}`);
   if (file.sha256) {
     const sha = digest("sha256", raw);
@@ -243,12 +240,7 @@ async function downloadCifar(
       if (src.archive.sha256 && digest("sha256", gz) !== src.archive.sha256) {
         throw bad(`sha256 ${digest("sha256", gz)}, expected ${src.archive.sha256}`);
       }
-      let tar: Uint8Array;
-      try {
-        tar = gunzipSync(gz);
-      } catch (e) {
-        throw bad(`corrupt gzip data (${(e as Error).message})`);
-      }
+      const tar = contentGunzip(gz, url, DEFAULT_MAX_DECOMPRESSED);
       let items: ReturnType<typeof parseTar>;
       try {
         items = parseTar(tar);
@@ -281,6 +273,16 @@ async function downloadCifar(
     }
   }
   return false;
+}
+
+/** Gunzip a download under a cap; a bomb or a corrupt stream is this attempt's content failure. */
+function contentGunzip(bytes: Uint8Array, url: string, maxBytes: number): Uint8Array {
+  try {
+    return gunzipCapped(bytes, undefined, maxBytes);
+  } catch (e) {
+    if (e instanceof DataError) throw new AttemptError({ url, kind: "content", reason: e.message });
+    throw e;
+  }
 }
 
 function notFound(

@@ -3,6 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { openDataset } from "../data/open.js";
 import { importModel } from "../nn/import/index.js";
 import { loadModel, modelOf } from "../onnx/codec.js";
+import { normalizeQdqScalars } from "../onnx/qdq-scalars.js";
 import { EvalError, evaluateModel } from "../train/evaluate.js";
 import type { ClassificationMetrics } from "../train/metrics.js";
 import { RunFolder } from "../train/run-folder.js";
@@ -42,6 +43,8 @@ export async function evaluateFile(opts: EvaluateFileOptions): Promise<EvaluateF
     existsSync(given) && statSync(given).isDirectory() ? new RunFolder(given).path("model") : given;
   if (!existsSync(file)) throw new EvalError(`${file} not found: give an .onnx file or a run folder`);
   const model = opts.imported ? modelOf(importModel(file, { input: opts.input }).net.eval) : loadModel(file);
+  // foreign int8 exports (PyTorch) carry [1]-shaped Q/DQ scales that ORT's fusion refuses
+  if (!opts.imported) normalizeQdqScalars(model);
   const ds = await openDataset(opts.data, { dataDir: opts.dataDir, split: opts.split ?? "test" });
   const metrics = await evaluateModel(model, ds, {
     batchSize: opts.batchSize,

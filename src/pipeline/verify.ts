@@ -10,6 +10,7 @@ import { checkParity, type ParityReport, type ParityThresholds } from "../export
 import { loadQatSource, type QatSource } from "../export/source.js";
 import { loadModel, modelOf } from "../onnx/codec.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
+import { normalizeQdqScalars } from "../onnx/qdq-scalars.js";
 import { EXACT_HOST_CONFIG } from "../runtime/host-config.js";
 
 export interface VerifyOptions {
@@ -32,6 +33,8 @@ export async function verifyExport(
 ): Promise<{ source: QatSource; parity: ParityReport }> {
   const file = opts.model;
   const model = loadModel(file);
+  // foreign int8 exports (PyTorch) carry [1]-shaped Q/DQ scales that ORT's fusion refuses
+  normalizeQdqScalars(model);
   let against = opts.against;
   if (!against) {
     const raw = model.metadata[EXPORT_META_KEY];

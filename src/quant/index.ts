@@ -3,9 +3,14 @@
  * and LSQ/PACT gradients, qconfigs and presets, observers, BN folding, placement, calibration and sensitivity.
  */
 
+export * from "./adaround.js";
+export * from "./adaround-graph.js";
+export * from "./bias-correction.js";
 export * from "./bn-fold.js";
 export * from "./calibrate.js";
+export * from "./cle.js";
 export * from "./fake-quant.js";
+export * from "./layer-data.js";
 export * from "./observe-graph.js";
 export * from "./observer.js";
 export * from "./placement.js";

@@ -201,6 +201,34 @@ describe("named datasets: download into the cache (loopback server)", () => {
     expect(existsSync(join(cache, "mnist")) ? readdirSync(join(cache, "mnist")) : []).toEqual([]);
   });
 
+  it("a gzip bomb in place of a file stops at twice the file's known size; a published md5 is checked first", async () => {
+    const member = gzipSync(Buffer.alloc(1 << 20), { level: 9 });
+    const bomb = Buffer.concat(Array.from({ length: 512 }, () => member)); // 512 MiB of zeros, ~0.5 MB
+    const server = await serveFiles({
+      "/mnist/train-images-idx3-ubyte.gz": gzImages,
+      "/mnist/train-labels-idx1-ubyte.gz": bomb,
+    });
+    cleanup.push(server.close);
+    const cache = dir();
+    const opts = (extra: Partial<IdxSource> = {}, md5s = false): NamedDatasetOptions => {
+      const sources = fixtureSource(t.images, t.labels, extra);
+      if (md5s) sources.mnist!.files.trainLabels.md5 = md5(gzipSync(t.labels));
+      return { cacheDir: cache, env: {}, baseUrl: server.url, sources };
+    };
+    const t0 = performance.now();
+    const err = await openNamedDataset("mnist", opts()).catch((e) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect(err.message).toMatch(
+      new RegExp(
+        `train-labels-idx1-ubyte\\.gz: the gzip data \\(.*compressed\\) decompresses to more than the ${2 * t.labels.length} bytes limit`,
+      ),
+    );
+    expect(performance.now() - t0).toBeLessThan(5000);
+    const withMd5 = await openNamedDataset("mnist", opts({}, true)).catch((e) => e);
+    expect(withMd5.message).toMatch(/train-labels-idx1-ubyte\.gz: md5 [0-9a-f]{32}, expected/);
+    expect(existsSync(join(cache, "mnist")) ? readdirSync(join(cache, "mnist")) : []).toEqual([]);
+  });
+
   it("offline: a clear error naming the folder and the files", async () => {
     const server = await serveFiles({});
     await server.close(); // nothing listens on this port any more

@@ -10,8 +10,9 @@ import { openYoloDataset } from "../../src/detect/yolo.js";
 import { Rng } from "../../src/util/rng.js";
 import { dataCommand } from "../../toolchain/commands/data.js";
 import { exitCodeFor } from "../../toolchain/output.js";
+import { DATA } from "../helpers/paths.js";
 
-const MNIST = "/work/shared/data/mnist";
+const MNIST = join(DATA, "mnist");
 const dirs: string[] = [];
 const tmp = (): string => {
   const d = mkdtempSync(join(tmpdir(), "qat-mnist-detect-"));

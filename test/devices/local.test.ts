@@ -70,6 +70,10 @@ describe("local agent end to end", () => {
     const list = await listModels(t);
     expect(list.current).toBe(c.sha256);
     expect(list.history).toEqual([b.sha256, c.sha256]);
+    // current and history live in one file, replaced whole; the `current` link follows it
+    const state = JSON.parse(readFileSync(join(home, "state.json"), "utf8")) as Record<string, unknown>;
+    expect(state).toMatchObject({ format: 1, current: c.sha256, history: [b.sha256, c.sha256] });
+    expect(existsSync(join(home, "history.json"))).toBe(false);
     expect(list.models.map((m) => m.sha256).sort()).toEqual([b.sha256, c.sha256].sort());
     const rb = await rollback(t);
     expect(rb).toMatchObject({ from: c.sha256, to: b.sha256 });

@@ -39,7 +39,7 @@ describe("qat import / eval --from / train --from", () => {
       ["MatMul", 1, true],
       ["Reshape", 1, true],
     ]);
-    expect(r.inputConvention).toEqual({ scale: 0.5, mean: [0], std: [1] });
+    expect(r.inputConvention).toEqual({ scale: 0.5, mean: [0], std: [1], layout: "nchw" });
     expect(r.params.trainableCount).toBe(5994);
     expect(r.qat).toBeUndefined();
   });

@@ -4,9 +4,10 @@ import { encodeModel } from "../../src/onnx/codec.js";
 import type { Model } from "../../src/onnx/ir.js";
 import { normalizeOpset, WORKING_OPSET } from "../../src/onnx/opset.js";
 import { f32, i64, numel, type Tensor, toFloat32 } from "../../src/onnx/tensor.js";
+import { MODELS } from "../helpers/paths.js";
 import { feeds, type In, runOrt, values } from "./shapes-helpers.js";
 
-export const MODELS = "/work/shared/models";
+export { MODELS };
 export const x = (shape: (number | string)[], name = "x"): In => ({ name, shape });
 export const c64 = (name: string, v: number[]): In => ({ name, init: i64([v.length], v) });
 export const cf = (name: string, dims: number[], v?: number[]): In => ({

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readIdx } from "../../src/data/idx.js";
 import { loadModel } from "../../src/onnx/codec.js";
@@ -6,6 +7,7 @@ import type { Model } from "../../src/onnx/ir.js";
 import { normalizeOpset } from "../../src/onnx/opset.js";
 import { f32, numel, type Tensor, tensor } from "../../src/onnx/tensor.js";
 import { openSession, run } from "../../src/runtime/session.js";
+import { DATA } from "../helpers/paths.js";
 import { c64, cf, MODELS, maxAbsDiff, opsOf, x } from "./opset-helpers.js";
 import { feeds, runOrt, single, values } from "./shapes-helpers.js";
 
@@ -28,7 +30,7 @@ describe("mnist-zoo-2018-opset1 normalised equals mnist-8", () => {
   });
 
   it("gives the same logits on the first 1,000 MNIST test images (one image per run)", async () => {
-    const images = readIdx("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz");
+    const images = readIdx(join(DATA, "mnist", "t10k-images-idx3-ubyte.gz"));
     const zoo = normalizeOpset(loadModel(`${MODELS}/mnist-zoo-2018-opset1.onnx`));
     expect(zoo.opsets[""]).toBe(17);
     const a = await openSession(zoo, { threads: 1 });

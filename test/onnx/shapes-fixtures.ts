@@ -4,9 +4,10 @@ import { OnnxError } from "../../src/onnx/errors.js";
 import type { Dim, Model } from "../../src/onnx/ir.js";
 import { inferModelShapes } from "../../src/onnx/shapes.js";
 import { f32, i64, numel } from "../../src/onnx/tensor.js";
+import { MODELS } from "../helpers/paths.js";
 import { feeds, type In, runOrt } from "./shapes-helpers.js";
 
-export const MODELS = "/work/shared/models";
+export { MODELS };
 export const BATCH = 3;
 export const x = (shape: Dim[], name = "x"): In => ({ name, shape });
 export const c64 = (name: string, v: number[]): In => ({ name, init: i64([v.length], v) });

@@ -7,8 +7,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DataError } from "../../src/data/errors.js";
 import { parseIdx, readIdx } from "../../src/data/idx.js";
 import { thrownDataError } from "../data/fixtures.js";
+import { DATA } from "../helpers/paths.js";
 
-const MNIST = "/work/shared/data/mnist";
+const MNIST = join(DATA, "mnist");
 const dir = mkdtempSync(join(tmpdir(), "qat-idx-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -4,6 +4,7 @@
  * provably safe: the batch dimension is followed from the input, node by node, as axis 0 of every value that carries
  * it, through ops known to treat it as an independent index. A Reshape constant whose first entry is the fixed
  * batch (and whose other entries keep the per-sample size) becomes -1 (or 0 when another entry is already -1).
+ * A Concat of batch-carrying values with uniform constants (TFLite's channel padding) becomes a Pad (pad-constants.ts).
  * Anything else on the way (a constant holding batch-sized data, a Reshape that mixes samples, a reduction over the
  * batch, an op this pass does not know) stops the import with an ImportError naming the node.
  */
@@ -12,6 +13,7 @@ import { ELEMENTWISE_UNARY, PER_SAMPLE_NORMALIZATION } from "../../onnx/op-famil
 import { inferShapes } from "../../onnx/shapes.js";
 import { i64, toNumbers } from "../../onnx/tensor.js";
 import { ImportError } from "./errors.js";
+import { type ConstantPadRewrite, padRewriteBlocker, rewriteConstantConcat } from "./pad-constants.js";
 
 export interface BatchRewrite {
   node: string;
@@ -21,7 +23,7 @@ export interface BatchRewrite {
 
 export type BatchReport =
   | { kind: "dynamic"; dim: string }
-  | { kind: "rewritten"; fixed: number; reshapes: BatchRewrite[] };
+  | { kind: "rewritten"; fixed: number; reshapes: BatchRewrite[]; constantPads: ConstantPadRewrite[] };
 
 /** Ops whose output i has the batch at axis 0 when their first input has, with no other input carrying it. */
 const PER_SAMPLE = new Set([
@@ -77,6 +79,7 @@ interface BatchWalk {
   shape: (v: string) => Dim[] | undefined;
   carries: Set<string>;
   reshapes: BatchRewrite[];
+  constantPads: ConstantPadRewrite[];
 }
 
 /** One node that reads a batch-carrying value, as the checks see it. */
@@ -96,7 +99,12 @@ interface Step {
  * working opset with value_info inferred. Returns what was done; a graph whose batch is already symbolic is left
  * as it is.
  */
-export function makeBatchDynamic(g: Graph, input: string, output: string, file?: string): BatchReport {
+export function makeBatchDynamic(
+  g: Graph,
+  input: string,
+  output: string | string[],
+  file?: string,
+): BatchReport {
   const vi = g.inputs.find((v) => v.name === input)!;
   const first = vi.shape?.[0];
   if (typeof first !== "number") {
@@ -112,22 +120,24 @@ export function makeBatchDynamic(g: Graph, input: string, output: string, file?:
     shape: (v) => known.get(v)?.shape,
     carries: new Set([input]),
     reshapes: [],
+    constantPads: [],
   };
   for (const n of topologicalOrder(g)) follow(w, n);
 
-  const out = g.outputs.find((o) => o.name === output);
-  if (!w.carries.has(output)) {
-    throw new ImportError(`the output '${output}' does not carry the batch of input '${input}'`, {
-      file,
-      value: output,
-    });
+  const wanted = new Set(typeof output === "string" ? [output] : output);
+  for (const o of wanted) {
+    if (!w.carries.has(o)) {
+      throw new ImportError(`the output '${o}' does not carry the batch of input '${input}'`, {
+        file,
+        value: o,
+      });
+    }
   }
   vi.shape![0] = "batch";
-  if (out?.shape && out.shape.length > 0) out.shape[0] = "batch";
-  for (const o of g.outputs) if (o !== out && w.carries.has(o.name) && o.shape?.length) o.shape[0] = "batch";
+  for (const o of g.outputs) if (w.carries.has(o.name) && o.shape?.length) o.shape[0] = "batch";
   g.valueInfo.clear();
   inferShapes(g);
-  return { kind: "rewritten", fixed: w.fixed, reshapes: w.reshapes };
+  return { kind: "rewritten", fixed: w.fixed, reshapes: w.reshapes, constantPads: w.constantPads };
 }
 
 /** Check one node against the batch (throwing when it is unsafe) and mark its outputs as carrying the batch. */
@@ -223,9 +233,17 @@ const AXIS_CHECKS = new Map<string, (s: Step) => void>(
         fail(w, n, "it flattens the batch axis with the rest");
     },
     Concat: ({ w, n, batched }) => {
-      if (axisOf(n, 0, w.shape(n.inputs[0]!)?.length) === 0)
-        fail(w, n, "it concatenates along the batch axis");
-      if (!batched.every(Boolean)) fail(w, n, "it concatenates a batch-carrying value with a constant");
+      const rank = w.shape(n.inputs[0]!)?.length;
+      const axis = axisOf(n, 0, rank);
+      if (axis === 0) fail(w, n, "it concatenates along the batch axis");
+      if (batched.every(Boolean)) return;
+      const why = padRewriteBlocker(w.g, n, batched);
+      if (why || rank === undefined || axis < 0) {
+        fail(w, n, `it concatenates a batch-carrying value with a constant (${why ?? "of unknown rank"})`);
+      }
+      const { carriers, rewrite } = rewriteConstantConcat(w.g, n, batched, axis, rank);
+      for (const c of carriers) w.carries.add(c);
+      w.constantPads.push(rewrite);
     },
     Split: (s) => {
       if (axisOf(s.n, 0, s.w.shape(s.n.inputs[0]!)?.length) === 0)

@@ -12,28 +12,28 @@ import { inferShapes } from "../../onnx/shapes.js";
 import { numel, type Tensor, tensor, widen } from "../../onnx/tensor.js";
 import { Rng } from "../../util/rng.js";
 import type { NetModel } from "../model.js";
-import { prependNormalization } from "../normalize.js";
 import { makeBatchDynamic } from "./batch.js";
 import { type BatchNormResult, trainBatchNorm } from "./batchnorm.js";
 import { foldBiasAdds } from "./bias.js";
+import { applyInputConvention, type InputConvention, inputLayout } from "./convention.js";
 import { ImportError } from "./errors.js";
+import { type FlatOutputs, flattenOutputs } from "./outputs.js";
 import { opTable, type ParamSplit, splitParams } from "./params.js";
 import type { ImportReport } from "./report.js";
 
-export interface InputConvention {
-  /** Multiply the stored values by this first (1/255 for a model trained on 0–1 pixels). Default 1. */
-  scale?: number;
-  /** Then subtract these per-channel means (one value or one per channel). Default 0. */
-  mean?: number[];
-  /** Then divide by these per-channel standard deviations. Default 1. */
-  std?: number[];
-}
+export type { InputConvention } from "./convention.js";
 
 export interface ImportOptions {
   /** What the model expects to be fed, from the dataset's stored values. Default: the stored values as they are. */
   input?: InputConvention;
   /** The output holding the class scores. Default: the first graph output. */
   output?: string;
+  /**
+   * "classifier" (default): train one [batch, classes] output, the others left out. "all": keep every output as
+   * the file has it (names, shapes, layout: a drop-in replacement for detectors, keypoint and segmentation models);
+   * the training graph then reads all of them, flattened per sample and concatenated (see outputs.ts).
+   */
+  outputs?: "classifier" | "all";
   /** The model's name (default: the file name without .onnx). */
   name?: string;
   /** PyTorch momentum of BN running statistics. Default: from the file (1 − ONNX momentum; 0.1 for the default). */
@@ -66,19 +66,13 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
   const widened = widenHalf(model);
   normalizeOpset(model);
 
-  const { input, out, droppedOutputs } = selectInputOutput(g, opts.output, file);
+  const all = opts.outputs === "all";
+  const { input, out, droppedOutputs } = selectInputOutput(g, opts.output, all, file);
   const fileDtype = widened.inputDtype ?? input.dtype ?? "unknown";
-  const batch = makeBatchDynamic(g, input.name, out.name, file);
-  const output = flattenOutput(g, out.name, file);
+  const batch = makeBatchDynamic(g, input.name, all ? g.outputs.map((o) => o.name) : out.name, file);
+  const output = all ? out.name : flattenOutput(g, out.name, file);
   const ops = opTable(g); // the model's own ops, before bias folds and any input convention change them
   const biasFolds = foldBiasAdds(g);
-  const outShape = g.valueInfo.get(output)?.shape ?? out.shape;
-  const classes = outShape?.[1];
-  if (typeof classes !== "number")
-    throw new ImportError(`output '${output}' has no fixed number of classes ([${outShape}])`, {
-      file,
-      value: output,
-    });
   const sample = input.shape?.slice(1) ?? [];
   if (!input.shape || !sample.every((d) => typeof d === "number")) {
     throw new ImportError(
@@ -92,20 +86,23 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
   const evalGraph = g;
   evalGraph.name = evalGraph.name || opts.name || "imported";
 
-  const { train, softmaxTail, dropout, bn } = trainingGraph(evalGraph, output, opts, file);
-  const split = splitParams(train, output, new Set(bn.buffers), file);
+  const { train, softmaxTail, dropout, bn, flat } = trainingGraph(evalGraph, output, opts, file);
+  const trained = flat?.name ?? output;
+  const classes = flat ? flat.size : classCount(evalGraph, output, file);
+  const split = splitParams(train, trained, new Set(bn.buffers), file);
   const net: NetModel = {
     name: opts.name ?? (evalGraph.name || "imported"),
     train,
     eval: evalGraph,
     input: input.name,
     inputShape: sample as number[],
-    output,
+    output: trained,
     params: split.trainable,
     buffers: bn.buffers,
     updates: bn.updates,
   };
-  const convention = applyInputConvention(net, opts.input, sample[0] as number, file);
+  const layout = opts.input?.layout ?? inputLayout(evalGraph, input.name, input.shape);
+  const convention = applyInputConvention(net, opts.input, layout, file);
   for (const gr of [net.train, net.eval]) {
     gr.invalidate();
     inferShapes(gr);
@@ -116,8 +113,9 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
     file,
     producer,
     opset: { from, to: WORKING_OPSET },
-    input: { name: input.name, dtype: fileDtype, sampleShape: sample as number[] },
-    output: { name: output, classes },
+    input: { name: input.name, dtype: fileDtype, sampleShape: sample as number[], layout },
+    output: { name: trained, classes },
+    outputs: flat?.parts ?? null,
     batch,
     biasFolds,
     inputConvention: convention,
@@ -146,6 +144,7 @@ export function importOnnx(model: Model, opts: ImportOptions = {}, file?: string
 function selectInputOutput(
   g: Graph,
   output: string | undefined,
+  all: boolean,
   file: string | undefined,
 ): { input: ValueInfo; out: ValueInfo; droppedOutputs: string[] } {
   const inputs = g.inputs.filter((v) => !g.initializers.has(v.name));
@@ -169,66 +168,50 @@ function selectInputOutput(
   const out = g.outputs.find((o) => o.name === outputName);
   if (!out)
     throw new ImportError(`the model has no output named '${outputName}'`, { file, value: outputName });
+  if (all) return { input, out, droppedOutputs: [] };
   const droppedOutputs = g.outputs.filter((o) => o !== out).map((o) => o.name);
   g.outputs = [out];
   return { input, out, droppedOutputs };
 }
 
-/** The training graph: logits before a final Softmax, Dropout on, BatchNormalization on batch statistics. */
+/**
+ * The training graph: logits before a final Softmax, Dropout on, BatchNormalization on batch statistics. With
+ * `outputs: "all"`, every output is kept (no Softmax bypassed) and read through one flat value (`flat`).
+ */
 function trainingGraph(
   evalGraph: Graph,
   output: string,
   opts: ImportOptions,
   file: string | undefined,
-): { train: Graph; softmaxTail: string | null; dropout: string[]; bn: BatchNormResult } {
+): {
+  train: Graph;
+  softmaxTail: string | null;
+  dropout: string[];
+  bn: BatchNormResult;
+  flat: FlatOutputs | null;
+} {
   const train = cloneGraph(evalGraph);
-  const softmaxTail = bypassSoftmax(train, output);
+  const all = opts.outputs === "all";
+  const flat = all ? flattenOutputs(train, file) : null;
+  const softmaxTail = all ? null : bypassSoftmax(train, output);
   const dropout = opts.dropout === false ? [] : activateDropout(train, opts.seed ?? 0);
   const bn = trainBatchNorm(train, { momentum: opts.batchNormMomentum, file });
   sortGraph(train);
   train.invalidate();
   inferShapes(train);
-  return { train, softmaxTail, dropout, bn };
+  return { train, softmaxTail, dropout, bn, flat };
 }
 
-/**
- * Put the model's input convention in front of both graphs, so the model reads the dataset's stored values;
- * `channels` is the input's first sample dim. Returns the convention for the report (null when there is none).
- */
-function applyInputConvention(
-  net: NetModel,
-  convention: InputConvention | undefined,
-  channels: number,
-  file: string | undefined,
-): ImportReport["inputConvention"] {
-  if (!convention || (convention.scale === undefined && !convention.mean && !convention.std)) return null;
-  const scale = convention.scale ?? 1;
-  if (!(scale > 0 && Number.isFinite(scale)))
-    throw new ImportError(`input scale must be a positive number, got ${scale}`, { file });
-  const mean = convention.mean ?? [0];
-  const std = convention.std ?? [1];
-  for (const [what, v] of [
-    ["mean", mean],
-    ["std", std],
-  ] as const) {
-    if (v.length !== 1 && v.length !== channels) {
-      throw new ImportError(
-        `input ${what} has ${v.length} values but input '${net.input}' has ${channels} channels`,
-        {
-          file,
-        },
-      );
-    }
-  }
-  if (std.some((s) => !(s > 0)))
-    throw new ImportError(`input std values must be positive, got [${std}]`, { file });
-  // (x·scale − mean)/std = (x − mean/scale) · (1/(std/scale))
-  prependNormalization(
-    net,
-    mean.map((m) => m / scale),
-    std.map((s) => s / scale),
-  );
-  return { scale, mean, std };
+/** The number of classes of a [batch, classes] output. */
+function classCount(g: Graph, output: string, file: string | undefined): number {
+  const shape = g.valueInfo.get(output)?.shape ?? g.outputs.find((o) => o.name === output)?.shape;
+  const classes = shape?.[1];
+  if (typeof classes !== "number")
+    throw new ImportError(`output '${output}' has no fixed number of classes ([${shape}])`, {
+      file,
+      value: output,
+    });
+  return classes;
 }
 
 /** The trainable parameters (with their shapes) and the frozen tensors that are not also trainable, with counts. */

@@ -1,6 +1,8 @@
 import type { BatchReport } from "./batch.js";
 import type { BatchNormInfo } from "./batchnorm.js";
 import type { BiasFold } from "./bias.js";
+import type { AppliedConvention, InputLayout } from "./convention.js";
+import type { OutputPart } from "./outputs.js";
 import type { FrozenTensor } from "./params.js";
 
 /** What importing a model did and what it will train: printed by `qat import` and written to a run's import.json. */
@@ -9,13 +11,17 @@ export interface ImportReport {
   producer: string;
   /** The file's ai.onnx opset and the working opset it was brought to. */
   opset: { from: number; to: number };
-  input: { name: string; dtype: string; sampleShape: number[] };
+  /** `layout`: where the input's channels are (the convention's per-channel values go on that axis). */
+  input: { name: string; dtype: string; sampleShape: number[]; layout: InputLayout };
+  /** The value training reads, [batch, classes] (with `outputs`, the flat concatenation of all outputs). */
   output: { name: string; classes: number };
+  /** With `outputs: "all"`: the model's outputs as the file names and shapes them, and where each lies in `output`. */
+  outputs: OutputPart[] | null;
   batch: BatchReport;
   /** Adds of a constant after a Conv/MatMul folded into the layer's bias (MatMul became Gemm). */
   biasFolds: BiasFold[];
   /** Input convention put in front of the model: it is fed (stored value · scale − mean) / std. */
-  inputConvention: { scale: number; mean: number[]; std: number[] } | null;
+  inputConvention: AppliedConvention | null;
   /** float16/bfloat16 tensors widened to float32 (weights, constants), and Casts to float16 made float32 Casts. */
   widened: { tensors: number; casts: string[] };
   /** Op types of the (evaluation) graph; `trainable`: qat has a gradient rule for it. */
@@ -52,20 +58,29 @@ export function formatImportReport(r: ImportReport): string {
   lines.push(
     `${r.file ?? "model"} (${r.producer || "unknown producer"}), opset ${r.opset.from} → ${r.opset.to}`,
   );
-  lines.push(`input   ${r.input.name}  ${r.input.dtype}  [batch, ${r.input.sampleShape.join(", ")}]`);
   lines.push(
-    `output  ${r.output.name}  [batch, ${r.output.classes}]${r.softmaxTail ? `  (trained on the logits before Softmax '${r.softmaxTail}')` : ""}`,
+    `input   ${r.input.name}  ${r.input.dtype}  [batch, ${r.input.sampleShape.join(", ")}]  ${r.input.layout.toUpperCase()}`,
   );
+  for (const o of r.outputs ?? [])
+    lines.push(
+      `output  ${o.name}  [${o.shape.join(", ")}]  (trained at [${o.offset}, ${o.offset + o.size}) of '${r.output.name}')`,
+    );
+  if (!r.outputs)
+    lines.push(
+      `output  ${r.output.name}  [batch, ${r.output.classes}]${r.softmaxTail ? `  (trained on the logits before Softmax '${r.softmaxTail}')` : ""}`,
+    );
   if (r.batch.kind === "dynamic") lines.push(`batch   dynamic ('${r.batch.dim}')`);
   else {
     lines.push(`batch   fixed at ${r.batch.fixed} in the file, made dynamic`);
     for (const s of r.batch.reshapes)
       lines.push(`        Reshape '${s.node}': [${s.from.join(", ")}] → [${s.to.join(", ")}]`);
+    for (const p of r.batch.constantPads)
+      lines.push(`        Concat '${p.node}' with constant ${p.value}s on axis ${p.axis} → Pad`);
   }
   const c = r.inputConvention;
   lines.push(
     c
-      ? `input convention: (x · ${c.scale} − [${c.mean.join(", ")}]) / [${c.std.join(", ")}] is fed to the model`
+      ? `input convention: (x · ${c.scale} − [${c.mean.join(", ")}]) / [${c.std.join(", ")}] is fed to the model (channels ${c.layout === "nhwc" ? "last" : "first"})`
       : "input convention: none (the model is fed the dataset's stored values)",
   );
   if (r.widened.tensors || r.widened.casts.length) {
