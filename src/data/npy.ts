@@ -7,15 +7,7 @@ export interface NpyArray {
   /** numpy's kind and size, e.g. "u1", "f4", "i8". */
   dtype: string;
   shape: number[];
-  data:
-    | Uint8Array
-    | Int8Array
-    | Uint16Array
-    | Int16Array
-    | Uint32Array
-    | Int32Array
-    | Float32Array
-    | Float64Array;
+  data: SampleStore;
   /** Byte offset of the first element in the file, for error messages. */
   dataOffset: number;
 }
