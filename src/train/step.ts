@@ -13,7 +13,22 @@ import { appendOptimizer, type OptimizerSpec } from "./optimizers.js";
 export type LossSpec =
   | { kind: "cross-entropy"; labelSmoothing?: number }
   | { kind: "mse" }
-  | { kind: "bce-with-logits" };
+  | { kind: "bce-with-logits" }
+  | GraphLoss;
+
+/**
+ * A loss written as graph nodes by its owner (distillation, detection): the step's `labels` input is float32
+ * [batch, ...targetShape] and `build` appends the nodes computing a scalar loss from the model's output and it.
+ * Every op `build` emits needs a gradient rule, like any other part of the step.
+ */
+export interface GraphLoss {
+  kind: "graph";
+  /** Named in errors and in the step graph's name. */
+  name: string;
+  /** One sample's target shape (the labels input is [batch, ...targetShape]). */
+  targetShape: number[];
+  build(g: Graph, output: string, targets: string): string;
+}
 
 export interface StepOptions {
   /** Default: softmax cross-entropy (mean) on int64 class labels. */
@@ -71,6 +86,8 @@ function forwardBackward(net: NetModel, lossSpec: LossSpec, name: string): Forwa
   }
   const classes = g.valueInfo.get(net.output)?.shape?.[1] ?? null;
   if (lossSpec.kind === "cross-entropy") g.inputs.push({ name: LABELS, dtype: "int64", shape: ["batch"] });
+  else if (lossSpec.kind === "graph")
+    g.inputs.push({ name: LABELS, dtype: "float32", shape: ["batch", ...lossSpec.targetShape] });
   else g.inputs.push({ name: LABELS, dtype: "float32", shape: ["batch", classes] });
   g.invalidate();
 
@@ -180,6 +197,8 @@ function appendLoss(g: Graph, spec: LossSpec, logits: string, labels: string): s
       return mseLoss(g, logits, labels);
     case "bce-with-logits":
       return bceWithLogitsLoss(g, logits, labels);
+    case "graph":
+      return spec.build(g, logits, labels);
   }
 }
 
@@ -288,7 +307,17 @@ export class TrainingRunner {
     }
     const n = x.dims[0]!;
     const wantLabels = this.step.lossSpec.kind === "cross-entropy" ? "int64" : "float32";
-    if (labels.type !== wantLabels || labels.dims[0] !== n) {
+    const spec = this.step.lossSpec;
+    const tail = spec.kind === "graph" ? spec.targetShape : null;
+    if (
+      labels.type !== wantLabels ||
+      labels.dims[0] !== n ||
+      (tail && (labels.dims.length !== tail.length + 1 || tail.some((d, i) => labels.dims[i + 1] !== d)))
+    ) {
+      if (tail)
+        throw new StepError(
+          `'${this.step.labels}' of loss '${(spec as GraphLoss).name}' must be float32 [${n}, ${tail}], got ${labels.type} [${labels.dims}]`,
+        );
       throw new StepError(
         `'${this.step.labels}' must be ${wantLabels} with ${n} rows (the batch), got ${labels.type} [${labels.dims}]`,
       );

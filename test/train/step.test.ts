@@ -18,6 +18,7 @@ import {
   buildGradientGraph,
   buildTrainingStep,
   EvalRunner,
+  type GraphLoss,
   StepError,
   TrainingRunner,
 } from "../../src/train/step.js";
@@ -154,6 +155,42 @@ describe("training step", () => {
       if (kind === "bce-with-logits") expect(last.correct).toBeGreaterThan(first.correct!);
       await runner.release();
     }
+  });
+
+  test("a graph loss built by its owner gives the same steps as the built-in loss it spells out", async () => {
+    const { x, y } = batch(16, 9);
+    const target = f32(
+      [16, 3],
+      Array.from({ length: 48 }, (_, i) =>
+        Number((y.data as BigInt64Array)[Math.floor(i / 3)]) === i % 3 ? 1 : 0,
+      ),
+    );
+    const graphMse: GraphLoss = {
+      kind: "graph",
+      name: "my-mse",
+      targetShape: [3],
+      build: (g, out, t) => {
+        const d = g.op("Sub", [out, t]);
+        return g.op("ReduceMean", [g.op("Mul", [d, d])], { keepdims: 0 });
+      },
+    };
+    const losses: number[][] = [];
+    for (const loss of [{ kind: "mse" } as const, graphMse]) {
+      const runner = await TrainingRunner.create(
+        buildTrainingStep(tiny(), { loss, optimizer: { kind: "adam" } }),
+        {
+          threads: 1,
+        },
+      );
+      const seen: number[] = [];
+      for (let i = 0; i < 5; i++) seen.push((await runner.run(x, target, 0.01)).loss);
+      losses.push(seen);
+      if (loss.kind === "graph")
+        await expect(runner.run(x, f32([16, 4], new Float32Array(64)), 0.01)).rejects.toThrow(/labels/);
+      await runner.release();
+    }
+    for (let i = 0; i < 5; i++) expect(losses[1]![i]).toBeCloseTo(losses[0]![i]!, 6);
+    expect(losses[0]![4]).toBeLessThan(losses[0]![0]!);
   });
 
   test("parameters and momentum carry between steps exactly as SGD on the graph's own gradients", async () => {
