@@ -9,16 +9,14 @@
  * full training step, each the median of several timed windows after warm-up. GFLOP/s counts Conv/Gemm FLOPs
  * analytically (src/nn/flops.ts). --profile adds ORT's per-op-type and per-node time split of the training step.
  */
-import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { modelFlops, type NetModel, zooModel } from "../src/nn/index.js";
-import { encodeModel, modelOf } from "../src/onnx/codec.js";
-import type { Model } from "../src/onnx/ir.js";
+import { modelOf } from "../src/onnx/codec.js";
 import { f32, i64, numel } from "../src/onnx/tensor.js";
 import { openSession, toOrt } from "../src/runtime/session.js";
 import { buildGradientGraph, buildTrainingStep, TrainingRunner } from "../src/train/step.js";
 import { Rng } from "../src/util/rng.js";
+import { profileTrainingStep } from "./step-profile.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 interface Options {
@@ -126,65 +124,24 @@ async function measureQat(name: string, o: Options) {
   return { forward, fwdBwd, full, step: step.model };
 }
 
-/** ORT's own per-op-type time split of a training step (enableProfiling), as percentages. */
-async function profileStep(model: Model, name: string, o: Options): Promise<string> {
+/** ORT's own per-op-type and per-node time split of a training step (bench/step-profile.ts), as percentages. */
+async function profileStep(name: string, o: Options): Promise<string> {
   const net = zooModel(name);
-  const { x, y } = batches(net, o.batch);
-  const prefix = `/tmp/qat-profile-${name}`;
-  const session = await ort.InferenceSession.create(encodeModel(model), {
-    intraOpNumThreads: o.threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: "all",
-    enableProfiling: true,
-    profileFilePrefix: prefix,
-  });
-  const feeds: Record<string, ort.Tensor> = { lr: new ort.Tensor("float32", Float32Array.of(0.01), []) };
   const step = buildTrainingStep(net, { optimizer: { kind: "sgd", momentum: 0.9 } });
-  for (const c of step.carried) feeds[c.name] = toOrt(c.init);
-  for (let i = 0; i < 20; i++) {
-    feeds.step = new ort.Tensor("float32", Float32Array.of(i + 1), []);
-    await session.run({ ...feeds, [net.input]: x[i % 4]!, labels: y[i % 4]! });
-  }
-  session.endProfiling();
-  await session.release();
-  const base = prefix.split("/").pop()!;
-  const found = readdirSync("/tmp").filter((f) => f.startsWith(base) && f.endsWith(".json"));
-  if (found.length === 0) return `  (no ORT profile file ${prefix}*.json was written)`;
-  const file = join("/tmp", found.sort().at(-1)!);
-  const events = JSON.parse(readFileSync(file, "utf8")) as {
-    cat: string;
-    name: string;
-    dur: number;
-    args?: { op_name?: string };
-  }[];
-  rmSync(file, { force: true });
-  const byOp = new Map<string, number>();
-  const byNode = new Map<string, number>();
-  let total = 0;
-  let runs = 0;
-  for (const e of events) {
-    if (e.cat === "Session" && e.name === "model_run") runs += e.dur;
-    if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
-    const op = e.args?.op_name ?? "?";
-    byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
-    const node = `${e.name.replace(/_kernel_time$/, "")} (${op})`;
-    byNode.set(node, (byNode.get(node) ?? 0) + e.dur);
-    total += e.dur;
-  }
-  const top = (m: Map<string, number>, n: number) =>
-    [...m]
-      .sort((a, b) => b[1] - a[1])
+  const p = await profileTrainingStep(step, net, o.batch, 20, { threads: o.threads });
+  const top = (rows: [string, number][], n: number) =>
+    rows
       .slice(0, n)
       .map(
-        ([k, t]) =>
-          `    ${k.padEnd(56)} ${((100 * t) / total).toFixed(1).padStart(5)}%  ${(t / 20 / 1000).toFixed(3)} ms/step`,
+        ([k, ms]) =>
+          `    ${k.padEnd(56)} ${((100 * ms) / p.kernelMs).toFixed(1).padStart(5)}%  ${ms.toFixed(3)} ms/step`,
       );
   return [
-    `  ORT profile of ${name} (20 steps): kernels ${(total / 1000).toFixed(1)} ms of ${(runs / 1000).toFixed(1)} ms in runs`,
+    `  ORT profile of ${name} (20 steps): kernels ${p.kernelMs.toFixed(1)} ms of ${p.runMs.toFixed(1)} ms per run`,
     "  by op type:",
-    ...top(byOp, 10),
+    ...top(p.byOp, 10),
     "  by node:",
-    ...top(byNode, 12),
+    ...top(p.byNode, 12),
   ].join("\n");
 }
 
@@ -225,7 +182,7 @@ async function main(): Promise<void> {
       line("torch training step", torch.windows, flops.trainingStep);
       console.log(`  ratio qat/torch training step: ${(qs / median(torch.windows)).toFixed(2)}x`);
     }
-    if (o.profile) console.log(await profileStep(q.step, name, o));
+    if (o.profile) console.log(await profileStep(name, o));
   }
 }
 

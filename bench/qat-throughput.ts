@@ -2,26 +2,33 @@
  * The throughput cost of QAT over float training, for qat and for PyTorch, side by side in one run.
  *
  *   npm run build && node dist/bench/qat-throughput.js [--models mnist-cnn,resnet8] [--batch 64] [--threads 2]
- *     [--windows 5] [--steps 40] [--presets ort-cpu,w4a8] [--rounds 2]
+ *     [--windows 5] [--steps 40] [--presets ort-cpu,w4a8] [--rounds 2] [--rss 64,256]
  *
+ * Models: any zoo model, and "bn-residual" (PyTorch's BN + residual net exported to ONNX at 3×32×32 and imported,
+ * the path of `qat train --from`; bench/bench-models.ts).
  * For each model: PyTorch float / QAT (FX prepare_qat_fx, observer fake-quant) / QAT with learnable (LSQ) fake-quant
  * (bench/torch/qat_throughput.py), then qat's float training step and its QAT step for each preset (calibrated on
  * random batches; LSQ scales; ORT optimisation level "basic", as `qat train --qat` runs). Each figure is the median
  * of `windows` timed windows of `steps` steps after warm-up, same batch size, threads, SGD momentum 0.9 and
  * cross-entropy on both sides. The sides alternate for `rounds` rounds and each figure is its best round (the
  * machine is shared; contention only slows windows down). Printed: samples/s, the QAT cost (float ÷ QAT) of each,
- * and qat QAT ÷ PyTorch QAT.
+ * qat float ÷ PyTorch float, qat QAT ÷ PyTorch QAT, qat's float-step GFLOP/s (Conv+Gemm, src/nn/flops.ts) against
+ * its training-mode forward's (step_pct_of_forward), and with --rss the peak RSS of each side's float and QAT step
+ * at those batch sizes, each in a fresh process (bench/step-rss.ts, bench/torch/step_rss.py).
  */
 
-import type { Dataset } from "../src/data/dataset.js";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { modelFlops } from "../src/nn/flops.js";
 import type { NetModel } from "../src/nn/model.js";
-import { prependNormalization } from "../src/nn/normalize.js";
-import { zooModel } from "../src/nn/zoo.js";
+import { modelOf } from "../src/onnx/codec.js";
 import type { Tensor } from "../src/onnx/tensor.js";
 import { QatTraining } from "../src/quant/qat-train.js";
-import type { SessionOptions } from "../src/runtime/session.js";
+import { openSession, type SessionOptions } from "../src/runtime/session.js";
 import { buildTrainingStep, TrainingRunner, type TrainingStep } from "../src/train/step.js";
 import { Rng } from "../src/util/rng.js";
+import { benchNet } from "./bench-models.js";
+import { stepBatches } from "./random-data.js";
 import { runTorchScript, torchProblem } from "./torch/python.js";
 
 function arg(name: string, fallback: string): string {
@@ -30,26 +37,6 @@ function arg(name: string, fallback: string): string {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** Random images (values as a dataset stores them, 0–255) for calibration and timing. */
-function randomData(shape: number[], n: number, seed: number): Dataset {
-  const size = shape.reduce((a, b) => a * b, 1);
-  const rng = new Rng(seed);
-  const xs = Float32Array.from({ length: n * size }, () => Math.floor(rng.next() * 256));
-  return {
-    name: "random",
-    inputShape: shape,
-    numClasses: 10,
-    length: n,
-    stats: () => ({ mean: new Array(shape[0]).fill(127.5), std: new Array(shape[0]).fill(73.6) }),
-    fill(idx, x, y) {
-      for (let k = 0; k < idx.length; k++) {
-        x.set(xs.subarray(idx[k]! * size, (idx[k]! + 1) * size), k * size);
-        y[k] = BigInt(idx[k]! % 10);
-      }
-    },
-  };
-}
 
 async function stepsPerSecond(
   step: TrainingStep,
@@ -83,6 +70,40 @@ async function stepsPerSecond(
   return median(rates);
 }
 
+/** Samples/s of the training-mode forward pass alone (the rate ORT's kernels set for this model). */
+async function forwardPerSecond(
+  net: NetModel,
+  batch: number,
+  windows: number,
+  steps: number,
+  threads: number,
+) {
+  const session = await openSession(modelOf(net.train), { threads });
+  const { xs } = stepBatches(net, batch);
+  for (let i = 0; i < 3; i++) await session.run({ [net.input]: xs[i % 4]! });
+  const rates: number[] = [];
+  for (let w = 0; w < windows; w++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < steps; i++) await session.run({ [net.input]: xs[i % 4]! });
+    rates.push((batch * steps) / (Number(process.hrtime.bigint() - t0) / 1e9));
+  }
+  await session.release();
+  return median(rates);
+}
+
+/** Peak RSS (MB) of one training step kind in a fresh process, qat (step-rss.js) or PyTorch (step_rss.py). */
+function peakRss(side: "qat" | "torch", model: string, batch: number, threads: number, kind: string): number {
+  const args = [model, String(batch), String(threads), kind];
+  const r =
+    side === "qat"
+      ? spawnSync(process.execPath, [fileURLToPath(new URL("./step-rss.js", import.meta.url)), ...args], {
+          encoding: "utf8",
+        })
+      : { stdout: runTorchScript("step_rss.py", args), status: 0, stderr: "" };
+  if (r.status !== 0) throw new Error(`peak RSS of ${side} ${model} ${kind} failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { peak_mb: number }).peak_mb;
+}
+
 async function main(): Promise<void> {
   const models = arg("models", "mnist-cnn,resnet8").split(",");
   const presets = arg("presets", "ort-cpu,w4a8").split(",");
@@ -91,6 +112,7 @@ async function main(): Promise<void> {
   const windows = Number(arg("windows", "5"));
   const steps = Number(arg("steps", "40"));
   const rounds = Number(arg("rounds", "2"));
+  const rssBatches = arg("rss", "").split(",").filter(Boolean).map(Number);
   const problem = torchProblem();
   if (problem) console.error(`PyTorch unavailable, qat only: ${problem}`);
   const rows: Record<string, unknown>[] = [];
@@ -101,9 +123,7 @@ async function main(): Promise<void> {
     const keep = (k: string, v: number) => {
       best[k] = Math.max(best[k] ?? 0, Math.round(v));
     };
-    const net = zooModel(model, { seed: 1 });
-    const data = randomData(net.inputShape, 256, 7);
-    prependNormalization(net, data.stats().mean, data.stats().std);
+    const { net, data } = benchNet(model);
     const opt = { optimizer: { kind: "sgd" as const, momentum: 0.9 } };
     const quantized = new Map<string, QatTraining>();
     for (const p of presets) {
@@ -131,6 +151,7 @@ async function main(): Promise<void> {
         keep("torch_qat", median(t.qat));
         keep("torch_qat_lsq", median(t.qat_lsq));
       }
+      keep("qat_forward", await forwardPerSecond(net, batch, windows, steps, threads));
       keep(
         "qat_float",
         await stepsPerSecond(buildTrainingStep(net, opt), net, batch, windows, steps, { threads }),
@@ -143,7 +164,28 @@ async function main(): Promise<void> {
     }
     const row: Record<string, unknown> = { model, batch, threads, rounds, ...best };
     const ratio = (a: number, b: number) => +(a / b).toFixed(2);
-    if (!problem) row.torch_qat_cost = ratio(best.torch_float!, best.torch_qat!);
+    const flops = modelFlops(net);
+    const stepRate = (best.qat_float! * flops.trainingStep) / 1e9;
+    const forwardRate = (best.qat_forward! * flops.forward) / 1e9;
+    row.step_gflops = +stepRate.toFixed(1);
+    row.forward_gflops = +forwardRate.toFixed(1);
+    row.step_pct_of_forward = Math.round((100 * stepRate) / forwardRate);
+    if (!problem) {
+      row.torch_qat_cost = ratio(best.torch_float!, best.torch_qat!);
+      row.float_vs_torch = ratio(best.qat_float!, best.torch_float!);
+    }
+    for (const b of rssBatches) {
+      row[`rss_mb_b${b}`] = {
+        qat_float: peakRss("qat", model, b, threads, "float"),
+        qat_qat: peakRss("qat", model, b, threads, "qat"),
+        ...(problem
+          ? {}
+          : {
+              torch_float: peakRss("torch", model, b, threads, "float"),
+              torch_qat: peakRss("torch", model, b, threads, "qat"),
+            }),
+      };
+    }
     for (const p of presets) {
       const rate = best[`qat_${p}`]!;
       row[`qat_${p}_cost`] = ratio(best.qat_float!, rate);

@@ -39,6 +39,9 @@ export async function compareGradients(
 ): Promise<GradComparison> {
   const batch = opts.batch ?? 16;
   const net = zooModel(model, { seed: opts.seed ?? 1 });
+  // dropout draws different masks in ORT and PyTorch: compare with it off on both sides (ratio 0)
+  const dropouts = net.train.nodes.filter((n) => n.opType === "Dropout");
+  for (const n of dropouts) net.train.initializers.set(n.inputs[1]!, f32([], [0]));
   const rng = new Rng((opts.seed ?? 1) + 1000);
   const xs = new Float32Array(batch * numel(net.inputShape));
   for (let i = 0; i < xs.length; i++) xs[i] = rng.normal();
@@ -63,6 +66,7 @@ export async function compareGradients(
       model,
       batch,
       labelSmoothing,
+      dropoutOff: dropouts.length > 0,
       state: [...state].map(([name, t]) => ({ name, dims: t.dims, dtype: t.dtype })),
     };
     writeFileSync(join(dir, "meta.json"), JSON.stringify(meta));

@@ -143,55 +143,112 @@ const ARM_PARTS: Record<string, string> = {
   "0xd42": "Cortex-A78AE",
 };
 
-/** Pick the board profile from the facts a board reported. */
-export function detectBoard(f: Partial<BoardFacts>): Detection {
-  const evidence: string[] = [];
-  const warnings: string[] = [];
-  const cpuinfo = f.cpuinfo ?? "";
-  const features = new Set<string>();
-  const parts = new Set<string>();
-  let cpuModelLine = "";
-  let cpuModelName = "";
+/** What /proc/cpuinfo says: features (arm64 Features / x86 flags), CPU parts, the model lines, the Pi revision. */
+interface CpuinfoFacts {
+  features: Set<string>;
+  parts: Set<string>;
+  /** arm64 Raspberry Pi kernels' "Model" line ("Raspberry Pi 5 Model B Rev 1.0"). */
+  model: string;
+  /** x86's "model name". */
+  modelName: string;
+  /** Raspberry Pi "Revision" code (hex), e.g. d04170. */
+  revision: string;
+}
+
+function parseCpuinfo(cpuinfo: string): CpuinfoFacts {
+  const c: CpuinfoFacts = { features: new Set(), parts: new Set(), model: "", modelName: "", revision: "" };
   for (const line of cpuinfo.split("\n")) {
     const m = /^([^:]+?)\s*:\s*(.*)$/.exec(line);
     if (!m) continue;
     const key = m[1]!.trim().toLowerCase();
-    if (key === "features" || key === "flags") for (const x of m[2]!.split(/\s+/)) if (x) features.add(x);
-    if (key === "cpu part") parts.add(m[2]!.trim().toLowerCase());
-    if (key === "model" && /[A-Za-z]/.test(m[2]!)) cpuModelLine = m[2]!.trim(); // x86's "model" is a number
-    if (key === "model name" && !cpuModelName) cpuModelName = m[2]!.trim();
+    const value = m[2]!.trim();
+    if (key === "features" || key === "flags") for (const x of value.split(/\s+/)) if (x) c.features.add(x);
+    if (key === "cpu part") c.parts.add(value.toLowerCase());
+    if (key === "model" && /[A-Za-z]/.test(value)) c.model = value; // x86's "model" is a number
+    if (key === "model name" && !c.modelName) c.modelName = value;
+    if (key === "revision" && /^[0-9a-f]{4,8}$/i.test(value)) c.revision = value.toLowerCase();
   }
-  const dtModel = (f.deviceTreeModel ?? "").trim() || cpuModelLine;
+  return c;
+}
+
+/**
+ * The board type in a new-style Raspberry Pi revision code (bit 23 set; type in bits 4–11), as the Raspberry Pi
+ * documentation's "Raspberry Pi revision codes" table lists it: 0x11 4B, 0x13 400, 0x14 CM4, 0x17 5, 0x18 CM5, 0x19 500.
+ */
+const PI_TYPES: Record<number, [BoardId, string]> = {
+  0x11: ["raspberry-pi-4", "Raspberry Pi 4B"],
+  0x13: ["raspberry-pi-4", "Raspberry Pi 400"],
+  0x14: ["raspberry-pi-4", "Raspberry Pi CM4"],
+  0x17: ["raspberry-pi-5", "Raspberry Pi 5"],
+  0x18: ["raspberry-pi-5", "Raspberry Pi CM5"],
+  0x19: ["raspberry-pi-5", "Raspberry Pi 500"],
+};
+
+function piFromRevision(revision: string): [BoardId, string] | undefined {
+  const code = Number.parseInt(revision, 16);
+  if (!revision || !(code & (1 << 23))) return undefined;
+  return PI_TYPES[(code >> 4) & 0xff];
+}
+
+/** The CPU part each board is built with: a mismatch is worth a warning (a different board, or an odd cpuinfo). */
+const BOARD_PARTS: Partial<Record<BoardId, string>> = {
+  "raspberry-pi-4": "0xd08",
+  "raspberry-pi-5": "0xd0b",
+  "jetson-orin": "0xd42",
+  "jetson-nano": "0xd07",
+};
+
+/** The board from the model names, the Pi revision code, L4T's release file and the CPU part; with why. */
+function identify(
+  f: Partial<BoardFacts>,
+  c: CpuinfoFacts,
+): { id: BoardId; evidence: string[]; warnings: string[] } {
+  const evidence: string[] = [];
+  const warnings: string[] = [];
+  const dtModel = (f.deviceTreeModel ?? "").trim() || c.model;
   const tegra = f.nvTegraRelease ?? "";
   const machine = (f.machine ?? f.arch ?? "").toLowerCase();
   const arm64 = machine === "aarch64" || machine === "arm64" || f.arch === "arm64";
   const x64 = machine === "x86_64" || machine === "amd64" || f.arch === "x64";
-  let id: BoardId;
-  if (/Raspberry Pi 5/i.test(dtModel)) {
-    id = "raspberry-pi-5";
+  const pi = piFromRevision(c.revision);
+  if (/Raspberry Pi (5|500|Compute Module 5)/i.test(dtModel)) {
     evidence.push(`model: ${dtModel}`);
-  } else if (/Raspberry Pi 4|Raspberry Pi Compute Module 4|Raspberry Pi 400/i.test(dtModel)) {
-    id = "raspberry-pi-4";
-    evidence.push(`model: ${dtModel}`);
-  } else if (tegra || /jetson|nvidia/i.test(dtModel)) {
-    const rel = /R(\d+)\s*\(release\)/.exec(tegra);
-    const l4t = rel ? Number(rel[1]) : undefined;
-    if (tegra) evidence.push(`/etc/nv_tegra_release: ${tegra.split("\n")[0]!.slice(0, 80)}`);
-    if (dtModel) evidence.push(`model: ${dtModel}`);
-    // L4T R32 = JetPack 4 (Nano, TX1/TX2, Xavier); R35 = JetPack 5, R36 = JetPack 6 (Orin)
-    if (/orin/i.test(dtModel) || (l4t !== undefined && l4t >= 34)) id = "jetson-orin";
-    else id = "jetson-nano";
-  } else if (arm64) {
-    id = "generic-arm64";
-    evidence.push(`machine: ${machine || f.arch}`);
-  } else if (x64) {
-    id = "generic-x64";
-    evidence.push(`machine: ${machine || f.arch}`);
-  } else {
-    id = arm64 ? "generic-arm64" : "generic-x64";
-    warnings.push(`unknown machine '${machine}': treated as ${id}`);
+    return { id: "raspberry-pi-5", evidence, warnings };
   }
-  if (!dtModel && parts.has("0xd08") && id === "generic-arm64") evidence.push("cpu part 0xd08 (Cortex-A72)");
+  if (/Raspberry Pi 4|Raspberry Pi Compute Module 4|Raspberry Pi 400/i.test(dtModel)) {
+    evidence.push(`model: ${dtModel}`);
+    return { id: "raspberry-pi-4", evidence, warnings };
+  }
+  if (pi) {
+    evidence.push(`cpuinfo revision ${c.revision}: ${pi[1]}`);
+    return { id: pi[0], evidence, warnings };
+  }
+  if (tegra || /jetson|nvidia/i.test(dtModel)) {
+    const rel = /R(\d+)\s*\(release\)(?:,\s*REVISION:\s*([\d.]+))?/.exec(tegra);
+    const l4t = rel ? Number(rel[1]) : undefined;
+    if (tegra)
+      evidence.push(
+        `/etc/nv_tegra_release: L4T ${rel ? `R${rel[1]}${rel[2] ? `.${rel[2]}` : ""}` : tegra.split("\n")[0]!.slice(0, 60)}`,
+      );
+    if (dtModel) evidence.push(`model: ${dtModel}`);
+    // L4T R32 = JetPack 4 (Nano, TX1/TX2, Xavier); R35 = JetPack 5, R36 = JetPack 6 (Orin; R35 also runs on Xavier)
+    const orin = /orin/i.test(dtModel) || c.parts.has("0xd42") || (l4t !== undefined && l4t >= 34);
+    return { id: orin ? "jetson-orin" : "jetson-nano", evidence, warnings };
+  }
+  if (arm64 || x64) {
+    evidence.push(`machine: ${machine || f.arch}`);
+    return { id: arm64 ? "generic-arm64" : "generic-x64", evidence, warnings };
+  }
+  const id: BoardId = "generic-x64";
+  warnings.push(`unknown machine '${machine}': treated as ${id}`);
+  return { id, evidence, warnings };
+}
+
+/** Pick the board profile from the facts a board reported. */
+export function detectBoard(f: Partial<BoardFacts>): Detection {
+  const c = parseCpuinfo(f.cpuinfo ?? "");
+  const { id, evidence, warnings } = identify(f, c);
+  const { features, parts } = c;
   const profile = BOARDS[id];
   let backend = profile.backend;
   const glibc = f.glibc ?? null;
@@ -199,6 +256,12 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
     backend = "onnxruntime-web";
     warnings.push(
       `glibc ${glibc} is older than 2.28, which onnxruntime-node's arm64 build needs: using onnxruntime-web (WebAssembly)`,
+    );
+  }
+  const part = BOARD_PARTS[id];
+  if (part && parts.size && !parts.has(part)) {
+    warnings.push(
+      `the CPU (part ${[...parts].join(", ")}) is not the ${ARM_PARTS[part]} (${part}) of a ${profile.name}`,
     );
   }
   if (
@@ -211,9 +274,10 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
       `the CPU ${features.has("asimddp") ? "has" : "lacks"} dot-product instructions (asimddp), unlike a typical ${profile.name}`,
     );
   }
-  if (id === "generic-arm64" && features.has("asimddp")) evidence.push("asimddp (dot product) in cpuinfo");
+  if (profile.arch === "arm64" && features.has("asimddp"))
+    evidence.push("asimddp in cpuinfo: dot-product instructions (SDOT/UDOT) for int8 kernels");
   if (id === "generic-x64" && features.size) {
-    if (cpuModelName) evidence.push(`cpu: ${cpuModelName}`);
+    if (c.modelName) evidence.push(`cpu: ${c.modelName}`);
     const vnni = features.has("avx512_vnni") || features.has("avx_vnni");
     evidence.push(vnni ? "VNNI in cpuinfo (avx512_vnni/avx_vnni)" : "no VNNI in cpuinfo");
     if (!vnni) {
@@ -223,7 +287,7 @@ export function detectBoard(f: Partial<BoardFacts>): Detection {
       );
     }
   }
-  const cpuNames = [...parts].map((p) => ARM_PARTS[p] ?? p);
+  const cpuNames = [...parts].map((p) => `${ARM_PARTS[p] ?? "unknown"} (part ${p})`);
   if (cpuNames.length) evidence.push(`cpu: ${cpuNames.join(", ")}`);
   return {
     profile: id === "generic-arm64" && features.has("asimddp") ? { ...profile, dotProduct: true } : profile,

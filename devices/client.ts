@@ -21,7 +21,7 @@ import {
 } from "./agent/protocol.js";
 import { packTensors, unpackTensor } from "./agent/tensors.js";
 import { type BatchResult, batchParts, type HostTensor, joinResults, sliceInputs } from "./batch-split.js";
-import { AgentNotInstalledError, ProtocolError, RemoteError } from "./errors.js";
+import { AgentNotInstalledError, DeviceError, ProtocolError, RemoteError } from "./errors.js";
 import { DEFAULT_TIMEOUTS, type RequestTimeouts, Watchdog } from "./request-timeouts.js";
 import type { Channel } from "./transport/channel.js";
 
@@ -292,13 +292,13 @@ export class AgentClient {
   }
 
   /**
-   * Upload bytes: to the content-addressed model store (kind "model"), or to a path inside the agent's install
-   * folder (kind "file"). The board writes a temporary file, fsyncs it, checks size and sha256, then renames it.
+   * Upload bytes: to the content-addressed model store (kind "model"), or to one of the runtime's files in the
+   * agent's install folder (kind "file"; the board accepts only its fixed list of names, written 0644). The board writes a temporary file, fsyncs it, checks size and sha256, then renames it.
    * Returns whether it was already there.
    */
   async put(
     bytes: Uint8Array,
-    target: { kind: "model"; name?: string } | { kind: "file"; path: string; mode?: number },
+    target: { kind: "model"; name?: string } | { kind: "file"; path: string },
     opts: { onProgress?: (sent: number, total: number) => void; resume?: boolean } = {},
   ): Promise<{ sha256: string; path: string; existed: boolean; resumedFrom: number }> {
     const sha256 = createHash("sha256").update(bytes).digest("hex");
@@ -382,7 +382,7 @@ export class AgentClient {
     runtime?: string;
     tensorrt?: TrtEngineInfo;
   }> {
-    return (await this.request({ t: "evaluate.open", model, ...opts })).header;
+    return (await this.request({ t: "evaluate.open", model, ...this.noProgram(opts) })).header;
   }
 
   /** Build (or find) the TensorRT engine of a model on the board with trtexec. */
@@ -390,7 +390,24 @@ export class AgentClient {
     model: string,
     opts: Pick<EvaluationOptions, "trtexec" | "inputs" | "dynamic" | "int8">,
   ): Promise<TrtEngineInfo & { sha256: string }> {
-    return (await this.request({ t: "trt.build", model, ...opts })).header;
+    return (await this.request({ t: "trt.build", model, ...this.noProgram(opts) })).header;
+  }
+
+  /** The board runs only the trtexec configured on it at setup: a program named by the host is refused here. */
+  private noProgram<O extends { trtexec?: string }>(opts: O): Omit<O, "trtexec"> {
+    const { trtexec, ...rest } = opts;
+    if (trtexec !== undefined) {
+      throw new DeviceError(
+        "bad-option",
+        `trtexec '${trtexec}' cannot be chosen from the host: the board runs the trtexec configured on it`,
+        {
+          device: this.device,
+          hint: `give its path at setup: \`qat device setup ${this.device} --trtexec ${trtexec}\``,
+          exitCode: 2,
+        },
+      );
+    }
+    return rest;
   }
 
   /**

@@ -38,7 +38,10 @@ export class UnknownHostKeyError extends DeviceError {
   override name = "UnknownHostKeyError";
 }
 
-/** The board refused every key we offered. */
+/**
+ * Authentication failed: the board's sshd refused every key we offered, or the agent's handshake over the device
+ * secret failed (code agent-auth-failed: this host and the board hold different secrets).
+ */
 export class AuthError extends DeviceError {
   override name = "AuthError";
 }

@@ -8,6 +8,7 @@ import type { Hello, InstalledInfo, ModelList } from "./client.js";
 import { listModels } from "./deploy.js";
 import { type DeviceEntry, readRegistry, registryPath, resolveDevice } from "./registry.js";
 import { connectAgent } from "./setup.js";
+import { type Emulation, emulationOf } from "./transport/emulator.js";
 import { withDevice } from "./with-device.js";
 
 /** A device by name or URI in a registry file (absent: the default device; the default registry). */
@@ -35,8 +36,12 @@ export function registryListing(registry?: string): RegistryListing {
 export interface DeviceInfo {
   device: string;
   uri: string;
-  /** The detected board profile. */
+  /** The detected board profile, the facts that decided it, and what looked unlike that board. */
   board: BoardId;
+  evidence: string[];
+  warnings: string[];
+  /** An emulated board: qemu and its CPU model (its timings are the emulator's, not the board's). */
+  emulation?: Emulation;
   /** What the board said about itself (platform, arch, CPUs, memory, glibc, kernel, Node.js). */
   facts: Hello["facts"];
   agent: { version: string; protocol: number; home: string };
@@ -52,10 +57,15 @@ export async function deviceInfo(opts: DeviceTarget = {}): Promise<DeviceInfo> {
     const { client, hello } = await connectAgent(t);
     try {
       const models = await client.list();
+      const detection = detectBoard(hello.facts);
+      const emulation = emulationOf(t);
       return {
         device: entry.name,
         uri: entry.uri,
-        board: detectBoard(hello.facts).profile.id,
+        board: detection.profile.id,
+        evidence: detection.evidence,
+        warnings: detection.warnings,
+        ...(emulation ? { emulation } : {}),
         facts: hello.facts,
         agent: { version: hello.agentVersion, protocol: hello.protocol, home: hello.home },
         installed: hello.installed,

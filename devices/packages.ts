@@ -10,7 +10,10 @@ export function missingDebianPackages(wanted: readonly string[]): string[] {
  * Install missing Debian packages with apt-get (as root; no shell, package names passed as arguments). Returns what
  * was installed. Without root or apt-get it throws, saying which command to run.
  */
-export function installDebianPackages(wanted: readonly string[], say: (s: string) => void = () => {}): string[] {
+export function installDebianPackages(
+  wanted: readonly string[],
+  say: (s: string) => void = () => {},
+): string[] {
   const missing = missingDebianPackages(wanted);
   if (missing.length === 0) return [];
   const command = `apt-get install -y ${missing.join(" ")}`;
@@ -22,12 +25,19 @@ export function installDebianPackages(wanted: readonly string[], say: (s: string
   }
   say(`installing ${missing.join(", ")} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  for (const args of [["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", ...missing]]) {
+  for (const args of [
+    ["update", "-qq"],
+    ["install", "-y", "-qq", "--no-install-recommends", ...missing],
+  ]) {
     const r = spawnSync("apt-get", args, { env, encoding: "utf8" });
     if (r.status !== 0) {
-      throw new DeviceError("packages-failed", `apt-get ${args[0]} failed: ${(r.stderr || r.stdout).trim().slice(-500)}`, {
-        hint: `run it yourself: ${command}`,
-      });
+      throw new DeviceError(
+        "packages-failed",
+        `apt-get ${args[0]} failed: ${(r.stderr || r.stdout).trim().slice(-500)}`,
+        {
+          hint: `run it yourself: ${command}`,
+        },
+      );
     }
   }
   return missing;

@@ -3,10 +3,13 @@
  * emulated board on this host (its Debian packages checked, its Node.js fetched). What `qat device setup` and
  * `qat device emulator setup` do; their text is in device-text.ts.
  */
+
+import { newSecret } from "./agent/auth.js";
 import type { Backend, BoardId } from "./boards.js";
 import type { InstalledInfo } from "./client.js";
+import { readDeviceSecret, writeDeviceSecret } from "./device-secrets.js";
 import { DeviceError, RegistryError } from "./errors.js";
-import { resolveDevice } from "./registry.js";
+import { registryOf, resolveDevice } from "./registry.js";
 import { setupDevice } from "./setup.js";
 import {
   EMULATED_BOARDS,
@@ -28,6 +31,10 @@ export interface SetupBoardOptions {
   /** The runtime to install instead of the one detection picks. */
   backend?: Backend;
   onProgress?: (message: string) => void;
+  /** A new device secret for the board (re-key), even when this host has one. */
+  rekey?: boolean;
+  /** trtexec's absolute path on the board, kept in the agent's configuration. */
+  trtexec?: string;
 }
 
 /** What a setup did (the JSON of `qat device setup`). */
@@ -43,14 +50,28 @@ export interface BoardSetup {
   filesSkipped: number;
   bytesSent: number;
   runtime: Record<string, string>;
+  /** The device secret: made by this setup (first setup since authentication, or a re-key), or the one kept. */
+  secret: "created" | "kept";
 }
 
-/** Install (or confirm) the agent and its runtime on a registered board. */
+/**
+ * Install (or confirm) the agent and its runtime on a registered board, and give the board and this host the
+ * same device secret. A new secret is stored on this host first: a setup cut short is simply run again.
+ */
 export async function setupBoard(opts: SetupBoardOptions = {}): Promise<BoardSetup> {
   const entry = resolveDevice(opts.device, { path: opts.registry });
-  const r = await withDevice(entry, (t) =>
-    setupDevice(t, { force: opts.force, backend: opts.backend, onProgress: opts.onProgress }),
-  );
+  const registry = registryOf(entry);
+  let created = false;
+  const r = await withDevice(entry, (t) => {
+    if (t.kind !== "serial" && (opts.rekey || !readDeviceSecret(registry, entry.name))) {
+      const secret = newSecret();
+      writeDeviceSecret(registry, entry.name, secret);
+      t.secret = secret;
+      created = true;
+    }
+    const { force, backend, onProgress, trtexec } = opts;
+    return setupDevice(t, { force, backend, onProgress, trtexec, rekey: t.kind === "serial" && opts.rekey });
+  });
   return {
     device: entry.name,
     changed: r.changed,
@@ -62,6 +83,7 @@ export async function setupBoard(opts: SetupBoardOptions = {}): Promise<BoardSet
     filesSkipped: r.filesSkipped,
     bytesSent: r.bytesSent,
     runtime: r.runtime,
+    secret: created ? "created" : "kept",
   };
 }
 
@@ -73,7 +95,7 @@ export async function prepareEmulatedBoard(board: string): Promise<{ ready: true
   if (!(EMULATED_BOARDS as readonly string[]).includes(board)) {
     throw new DeviceError(
       "bad-option",
-      `there is no emulated board '${board}'; choose ${EMULATED_BOARDS.join(" or ")}`,
+      `there is no emulated board '${board}'; choose one of ${EMULATED_BOARDS.join(", ")}`,
       { exitCode: 2 },
     );
   }

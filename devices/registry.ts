@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../src/util/atomic.js";
+import { readDeviceSecret, removeDeviceSecret } from "./device-secrets.js";
 import { RegistryError } from "./errors.js";
 import type { Transport } from "./transport/channel.js";
 import {
@@ -166,7 +167,9 @@ function writeRegistry(f: RegistryFile, opts: RegistryOptions): void {
 }
 
 export function listDevices(opts: RegistryOptions = {}): DeviceEntry[] {
-  return readRegistry(opts).devices;
+  const devices = readRegistry(opts).devices;
+  for (const d of devices) readFrom.set(d, registryPath(opts));
+  return devices;
 }
 
 /** Add a device (or replace it with `replace`). Validates the name and URI. */
@@ -218,6 +221,7 @@ export function removeDevice(name: string, opts: RegistryOptions = {}): DeviceEn
   const [gone] = f.devices.splice(at, 1);
   if (f.default === name) delete f.default;
   writeRegistry(f, opts);
+  removeDeviceSecret(registryPath(opts), name);
   return gone!;
 }
 
@@ -226,9 +230,23 @@ export function removeDevice(name: string, opts: RegistryOptions = {}): DeviceEn
  * there is one, the emulated Raspberry Pi 4 when there is none.
  */
 export function resolveDevice(nameOrUri: string | undefined, opts: RegistryOptions = {}): DeviceEntry {
+  const entry = resolveEntry(nameOrUri, opts);
+  readFrom.set(entry, registryPath(opts));
+  return entry;
+}
+
+/** The registry file each resolved entry came from: openDevice finds the device's secret beside it. */
+const readFrom = new WeakMap<DeviceEntry, string>();
+
+/** The registry file an entry was resolved from (resolveDevice, listDevices), else the default one. */
+export function registryOf(entry: DeviceEntry): string {
+  return readFrom.get(entry) ?? registryPath();
+}
+
+function resolveEntry(nameOrUri: string | undefined, opts: RegistryOptions): DeviceEntry {
   const f = readRegistry(opts);
   if (nameOrUri === undefined) {
-    if (f.default) return resolveDevice(f.default, opts);
+    if (f.default) return resolveEntry(f.default, opts);
     if (f.devices.length === 1) return f.devices[0]!;
     if (f.devices.length === 0) return { name: DEFAULT_DEVICE_URI, uri: DEFAULT_DEVICE_URI };
     throw new RegistryError(
@@ -258,8 +276,18 @@ export interface OpenOptions {
   agent?: string | false;
 }
 
-/** Connect to a device: a transport to run the agent on. Close it when done. */
+/**
+ * Connect to a device: a transport to run the agent on, carrying the device's secret from this host's registry.
+ * Close it when done.
+ */
 export async function openDevice(entry: DeviceEntry, opts: OpenOptions = {}): Promise<Transport> {
+  const t = await openTransport(entry, opts);
+  const secret = readDeviceSecret(registryOf(entry), entry.name);
+  if (secret) t.secret = secret;
+  return t;
+}
+
+async function openTransport(entry: DeviceEntry, opts: OpenOptions): Promise<Transport> {
   const addr = parseDeviceUri(entry.uri);
   const node = entry.node ? [entry.node] : undefined;
   switch (addr.kind) {

@@ -7,6 +7,8 @@
  */
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
+import { newSecret, SECRET_FILE } from "./agent/auth.js";
+import { CONFIG_FILE } from "./agent/config.js";
 import { AGENT_VERSION, type BoardFacts } from "./agent/protocol.js";
 import { AGENT_ENTRY, type AgentProgram, agentProgram } from "./agent/source.js";
 import { type Backend, type Detection, detectBoard } from "./boards.js";
@@ -16,6 +18,7 @@ import type { FetchOptions } from "./fetch.js";
 import { probeNode } from "./probe.js";
 import { hostRuntimeVersion, type RuntimeFile, runtimeFiles, serialFiles } from "./runtime-files.js";
 import { linkProgram } from "./serial/source.js";
+import { authenticate } from "./session-auth.js";
 import type { Transport } from "./transport/channel.js";
 
 export { MIN_NODE_MAJOR, type Probe, probeNode } from "./probe.js";
@@ -47,9 +50,11 @@ export function agentPath(t: Transport, key: string): string {
 }
 
 /**
- * A short JS program run with `node -e` on the board: writes the files of stdin (JSON: [{ path, data (base64) }],
- * plain names only) into the folder given as its argument, each fsynced and renamed into place. Paths arrive as
- * data, never inside the code.
+ * A short JS program run with `node -e` on the board: writes the files of stdin (JSON: [{ path, data (base64),
+ * private }], plain names only) into the folder given as its argument (made mode 0700), each fsynced and renamed
+ * into place; private files (the device secret, the agent's configuration) are mode 0600 from their creation, the
+ * others 0644. Paths arrive as data, never inside the code. It runs over the channel the owner controls (ssh, or
+ * this machine), never through the agent protocol.
  */
 const WRITE_JS = `
 const fs = require("fs"), path = require("path");
@@ -58,12 +63,14 @@ const chunks = [];
 process.stdin.on("data", (c) => chunks.push(c));
 process.stdin.on("end", () => {
   const files = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-  fs.mkdirSync(dir, { recursive: true });
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   for (const f of files) {
     if (!/^[A-Za-z0-9._-]+$/.test(f.path) || f.path.startsWith(".")) throw new Error("bad file name " + f.path);
     const dest = path.join(dir, f.path);
     const tmp = dest + "." + process.pid + ".tmp";
-    const fd = fs.openSync(tmp, "w", 0o644);
+    const mode = f.private ? 0o600 : 0o644;
+    const fd = fs.openSync(tmp, "w", mode);
+    fs.fchmodSync(fd, mode);
     fs.writeSync(fd, Buffer.from(f.data, "base64"));
     fs.fsyncSync(fd);
     fs.closeSync(fd);
@@ -73,24 +80,54 @@ process.stdin.on("end", () => {
 });
 `;
 
-/** Write the agent's modules into its install folder with the board's own Node (no agent runs there yet). */
-async function writeAgent(t: Transport, path: string, prog: AgentProgram): Promise<void> {
-  const dir = posix.dirname(path);
-  const files = prog.files.map((f) => ({ path: f.path, data: Buffer.from(f.code).toString("base64") }));
+/** Write files into a folder on the board with its own Node (no agent needed); `what` names them in errors. */
+async function writeFiles(
+  t: Transport,
+  dir: string,
+  files: { path: string; data: Uint8Array; private?: boolean }[],
+  what: string,
+): Promise<void> {
+  const input = files.map((f) => ({ ...f, data: Buffer.from(f.data).toString("base64") }));
   const w = await t.exec([...t.node, "-e", WRITE_JS, dir], {
-    input: Buffer.from(JSON.stringify(files)),
+    input: Buffer.from(JSON.stringify(input)),
     timeoutMs: 120_000,
   });
   if (w.code !== 0 || w.stdout.toString() !== "ok") {
     throw new DeviceError(
       "install-failed",
-      `cannot write the agent into ${dir}: ${w.stderr.toString("utf8").trim().split("\n").slice(-2).join(" | ")}`,
+      `cannot write ${what} into ${dir}: ${w.stderr.toString("utf8").trim().split("\n").slice(-2).join(" | ")}`,
       {
         device: t.label,
         hint: "check free space and permissions of the agent home on the board",
       },
     );
   }
+}
+
+/**
+ * Give the board its device secret (auth.key) and, when given, trtexec's location (agent.json), both 0600 in the
+ * agent's home, over the transport's own command channel.
+ */
+async function writeBoardAuth(t: Transport, secret: Uint8Array, trtexec: string | undefined): Promise<void> {
+  if (trtexec !== undefined && !posix.isAbsolute(trtexec)) {
+    throw new DeviceError("bad-option", `--trtexec '${trtexec}' is not an absolute path on the board`, {
+      device: t.label,
+      hint: "give the full path, e.g. --trtexec /usr/src/tensorrt/bin/trtexec",
+      exitCode: 2,
+    });
+  }
+  const files = [{ path: SECRET_FILE, data: secret, private: true }];
+  if (trtexec !== undefined) {
+    const config = `${JSON.stringify({ trtexec }, null, 2)}\n`;
+    files.push({ path: CONFIG_FILE, data: Buffer.from(config), private: true });
+  }
+  await writeFiles(t, t.home, files, "the device secret");
+}
+
+/** Write the agent's modules into its install folder with the board's own Node (no agent runs there yet). */
+async function writeAgent(t: Transport, path: string, prog: AgentProgram): Promise<void> {
+  const files = prog.files.map((f) => ({ path: f.path, data: Buffer.from(f.code) }));
+  await writeFiles(t, posix.dirname(path), files, "the agent");
 }
 
 export interface AgentSession {
@@ -110,6 +147,7 @@ export async function connectAgent(t: Transport): Promise<AgentSession> {
   }
   let hello: Hello;
   try {
+    await authenticate(client, t.secret);
     hello = await client.hello();
   } catch (e) {
     ch.kill();
@@ -134,6 +172,10 @@ export interface SetupOptions extends FetchOptions {
   /** Remove older agent installs (default true). */
   prune?: boolean;
   onProgress?: (message: string) => void;
+  /** A new device secret even when the transport has one (re-key; not over serial: it has no shell). */
+  rekey?: boolean;
+  /** trtexec's absolute path on the board, kept in the agent's configuration (absent: left as configured). */
+  trtexec?: string;
 }
 
 export interface SetupResult {
@@ -249,6 +291,10 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
   const key = await installKey();
   say(`checking Node.js on ${t.label}`);
   const probe = await probeNode(t);
+  // the secret the transport brings (the registry's), else a new one; the board gets it over ssh / locally
+  const secret = opts.rekey || !t.secret ? newSecret() : t.secret;
+  await writeBoardAuth(t, secret, opts.trtexec);
+  t.secret = secret;
   const sameBackend = !opts.backend || probe.installed?.backend === opts.backend;
   if (probe.installed?.key === key && sameBackend && !opts.force) {
     const s = await connectAgent(t);
@@ -265,6 +311,7 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
   const ch = await t.spawn([...t.node, path, "--home", t.home]);
   const client = new AgentClient(ch, t.label);
   try {
+    await authenticate(client, t.secret);
     const hello = await client.hello();
     const detection = detectBoard(hello.facts);
     const backend = opts.backend ?? detection.backend;
@@ -281,14 +328,26 @@ export async function setupDevice(t: Transport, opts: SetupOptions = {}): Promis
  * the agent's own uploads (resumable, sha256-checked) and the install is committed, as over SSH.
  */
 async function setupOverAgent(t: Transport, opts: SetupOptions): Promise<SetupResult> {
+  if (opts.rekey || opts.trtexec !== undefined) {
+    throw new DeviceError(
+      "serial-no-shell",
+      `${opts.rekey ? "a new device secret" : "trtexec's location"} cannot be set over a serial line: the board's agent takes neither from the wire`,
+      {
+        device: t.label,
+        hint: "run the setup over ssh or on the board, then `qat device add NAME serial://… --secret-of <that device>`",
+        exitCode: 2,
+      },
+    );
+  }
   const key = await installKey();
   const ch = await t.spawn(["node", agentPath(t, key), "--home", t.home]);
   const client = new AgentClient(ch, t.label);
   client.resumeUploads = true;
   client.chunkSize = SERIAL_CHUNK;
   try {
+    await authenticate(client, t.secret);
     const hello = await client.hello();
-    const running = posix.basename(hello.installDir.split("\\").join("/"));
+    const running = hello.installKey;
     if (running !== key) {
       throw new AgentNotInstalledError(
         "agent-outdated",

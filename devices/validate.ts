@@ -12,6 +12,13 @@
  */
 export { validateModel } from "./validation/board.js";
 export { attributeLayers } from "./validation/compare.js";
+export {
+  type DetectValidationResult,
+  resolveDetectSpec,
+  type ValidateDetectOptions,
+  validateDetectOnDevices,
+} from "./validation/detect.js";
+export { formatDetectReport } from "./validation/detect-format.js";
 export { type EvalSetOptions, loadEvalSet } from "./validation/eval-set.js";
 export { type FleetTarget, validateFleet } from "./validation/fleet.js";
 export { formatDriftReport, formatFailures, formatFleet, formatLayers } from "./validation/format.js";

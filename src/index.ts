@@ -29,11 +29,16 @@ export { type OpenOptions, openDataset } from "./data/open.js";
 export { DATASET_NAMES } from "./data/sources.js";
 export { type SplitOptions, splitValidation } from "./data/split.js";
 // Object detection: boxes, YOLO-layout and COCO datasets, the synthetic MNIST detection set, NMS, decoding, COCO mAP
+export { type AnchorOptions, generateAnchors, type KeypointDetection } from "./detect/anchors.js";
 export { augmentDetection, type DetectionAugmentOptions, type DetectionSample } from "./detect/augment.js";
 export { type Box, type Detection, iou, type LabeledBox, type NormBox } from "./detect/boxes.js";
 export { type CocoOptions, openCocoDataset } from "./detect/coco.js";
 export { type DetectionImage, type DetectionSet, loadImage } from "./detect/dataset.js";
 export { type DecodeOptions, decodeUltralytics } from "./detect/decode.js";
+export { decodeHead, type HeadOutputs } from "./detect/decode-head.js";
+export { detectInput } from "./detect/detect-input.js";
+export { agreementOf, type DetectValidationReport } from "./detect/drift-report.js";
+export { type DetectSpec, inferDetectSpec, parseDetectSpec, readDetectSpec } from "./detect/head-spec.js";
 export { fromLetterbox, type LetterboxInfo, letterbox, toLetterbox } from "./detect/letterbox.js";
 export { type ClassAp, type EvalImage, evaluateMap, type MapOptions, type MapResult } from "./detect/map.js";
 export { generateMnistDetect, type MnistDetectOptions } from "./detect/mnist-detect.js";
@@ -123,6 +128,24 @@ export {
 } from "./pipeline/config.js";
 export { type EvaluateFileOptions, type EvaluateFileResult, evaluateFile } from "./pipeline/evaluate.js";
 export { type FloatRun, openFloatRun } from "./pipeline/float-run.js";
+// `qat quantize`: a float model you ship to int8 within an accuracy budget, stage by stage
+export {
+  accuracyMetric,
+  fidelityMetric,
+  type MetricAccumulator,
+  type MetricBatch,
+  type MetricValue,
+  OPTIONAL_STAGES,
+  type OptionalStage,
+  type Preprocess,
+  QUANTIZE_FILES,
+  QuantizeError,
+  type QuantizeOptions,
+  type QuantizeResult,
+  type QuantMetric,
+  quantizeModel,
+  type StageRecord,
+} from "./pipeline/quantize/index.js";
 export { type SensitivityRunOptions, sensitivityRun } from "./pipeline/sensitivity.js";
 export {
   type EpochEvent,
@@ -135,7 +158,23 @@ export {
 } from "./pipeline/trainer.js";
 export { type VerifyOptions, verifyExport } from "./pipeline/verify.js";
 export { type CalibrationOptions, calibrate } from "./quant/calibrate.js";
+export {
+  DistillError,
+  type DistillOptions,
+  type DistillResult,
+  distill,
+  type OutputSegment,
+} from "./quant/distill.js";
 export { fakeQuantize, lowerFakeQuant, roundHalfEven } from "./quant/fake-quant.js";
+export {
+  type Candidate,
+  type CandidateMetric,
+  chooseMixedPrecision,
+  MixedPrecisionError,
+  type MixedPrecisionOptions,
+  type MixedPrecisionResult,
+  type PrecisionChange,
+} from "./quant/mixed-precision.js";
 export { OBSERVER_KINDS, type ObserverKind } from "./quant/observer.js";
 export { type Placement, placementTable, placeQuant, quantizableLayers } from "./quant/placement.js";
 export { applyQuant, type PrepareOptions } from "./quant/prepare.js";
@@ -172,10 +211,19 @@ export {
   renderReport,
   writeReport,
 } from "./report/index.js";
+export { renderQuantizeSummary, writeQuantizeSummary } from "./report/quantize-summary.js";
 export { EXACT_HOST_CONFIG } from "./runtime/host-config.js";
 // ONNX Runtime sessions
 export { fromOrt, openSession, run as runSession, type SessionOptions, toOrt } from "./runtime/session.js";
 export { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./train/checkpoint.js";
+export {
+  appendDistillLoss,
+  type DistillKind,
+  DistillLossError,
+  type DistillLossSpec,
+  type DistillSegment,
+  distillLoss,
+} from "./train/distill-loss.js";
 export {
   argmax,
   argmaxRows,

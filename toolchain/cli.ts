@@ -10,6 +10,7 @@ import { evalCommand } from "./commands/eval.js";
 import { exportCommand } from "./commands/export.js";
 import { importCommand } from "./commands/import.js";
 import { inspectCommand } from "./commands/inspect.js";
+import { quantizeCommand } from "./commands/quantize.js";
 import { reportCommand } from "./commands/report.js";
 import { sensitivityCommand } from "./commands/sensitivity.js";
 import { trainCommand } from "./commands/train.js";
@@ -30,6 +31,7 @@ export function program(): Command {
   p.addCommand(trainCommand());
   p.addCommand(evalCommand());
   p.addCommand(calibrateCommand());
+  p.addCommand(quantizeCommand());
   p.addCommand(sensitivityCommand());
   p.addCommand(importCommand());
   p.addCommand(exportCommand());

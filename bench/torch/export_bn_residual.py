@@ -2,7 +2,7 @@
 training-mode loss, gradients and BN running statistics for one batch: the reference qat's import is checked
 against (test/import/torch-bn-residual.test.ts).
 
-usage: /usr/bin/python3 bench/torch/export_bn_residual.py OUT_DIR [--opset 13] [--seed 0] [--batch 6]
+usage: /usr/bin/python3 bench/torch/export_bn_residual.py OUT_DIR [--opset 13] [--seed 0] [--batch 6] [--size 8]
 writes OUT_DIR/bn_residual.onnx and OUT_DIR/reference.json
 """
 import argparse
@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=6)
+    ap.add_argument("--size", type=int, default=8, help="input height and width (the throughput bench uses 32)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     model = BnResidual()
@@ -52,7 +53,7 @@ def main():
             bn.num_batches_tracked.fill_(100)
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "bn_residual.onnx")
-    x = torch.rand(a.batch, 3, 8, 8) * 255.0 - 100.0
+    x = torch.rand(a.batch, 3, a.size, a.size) * 255.0 - 100.0
     labels = torch.randint(0, 10, (a.batch,))
 
     # inference form: BatchNormalization nodes without training outputs; no Conv+BN fusion, so BN stays a layer

@@ -31,6 +31,10 @@ def main():
     x = torch.from_numpy(np.fromfile(os.path.join(d, "x.bin"), dtype=np.float32).reshape((n,) + INPUT[meta["model"]]))
     y = torch.from_numpy(np.fromfile(os.path.join(d, "labels.bin"), dtype=np.int64))
     model.train()
+    if meta.get("dropoutOff"):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
     logits = model(x)
     loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=meta.get("labelSmoothing", 0.0))
     loss.backward()

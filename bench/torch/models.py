@@ -71,8 +71,73 @@ class ResNet8(nn.Module):
         return self.fc(x)
 
 
-MODELS = {"mnist-cnn": MnistCnn, "cifar-cnn": CifarCnn, "resnet8": ResNet8}
-INPUT = {"mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32), "resnet8": (3, 32, 32)}
+class LeNet5(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, classes)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+class DwBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False)
+        self.dw_bn = nn.BatchNorm2d(cin)
+        self.pw = nn.Conv2d(cin, cout, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.dw_bn(self.dw(x)))
+        return nn.functional.relu6(self.pw_bn(self.pw(x)))
+
+
+class Stem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+
+    def forward(self, x):
+        return nn.functional.relu6(self.bn(self.conv(x)))
+
+
+class MobileNetTiny(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = Stem()
+        plan, cin, blocks = [(32, 2), (64, 2), (128, 2), (128, 1)], 16, []
+        for out, stride in plan:
+            blocks.append(DwBlock(cin, out, stride))
+            cin = out
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(self.dropout(x))
+
+
+def _bn_residual():
+    # the network bench/torch/export_bn_residual.py exports (qat's benches import that export at 3×32×32)
+    from export_bn_residual import BnResidual
+    return BnResidual()
+
+
+MODELS = {"mnist-cnn": MnistCnn, "cifar-cnn": CifarCnn, "resnet8": ResNet8, "lenet5": LeNet5,
+          "mobilenet-tiny": MobileNetTiny, "bn-residual": _bn_residual}
+INPUT = {"mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32), "resnet8": (3, 32, 32), "lenet5": (1, 28, 28),
+         "mobilenet-tiny": (3, 32, 32), "bn-residual": (3, 32, 32)}
 
 
 def measure(model, xs, ys, batch, warmup, windows, per):

@@ -3,6 +3,8 @@
  * built-ins, and onnxruntime-node is loaded from the install's node_modules when a model is evaluated). It speaks
  * the agent protocol (protocol.ts) in frames (framing.ts) over stdin/stdout, so the same program serves an SSH
  * exec channel and a local child process; with --serial it serves hosts on a tty through the serial link layer.
+ * Every session starts with the handshake of auth.ts over the device secret in the home (auth.key); on a tty the
+ * link layer also authenticates every frame with it.
  *
  *   agent.mjs [--home DIR]                      serve one host on stdin/stdout (default home ~/.qat-agent)
  *   agent.mjs --facts                           print the board's facts as JSON
@@ -16,6 +18,7 @@ import { createRequire } from "node:module";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { readSecret } from "./auth.js";
 import { collectFacts } from "./facts.js";
 import { AGENT_VERSION, PROTOCOL_VERSION } from "./protocol.js";
 import { serve } from "./serve.js";
@@ -62,12 +65,16 @@ async function serveSerial(home: string, path: string, baud: number): Promise<vo
   if (!file) throw new Error(`the serial link module is missing (looked for ${candidates.join(", ")})`);
   const link = (await import(pathToFileURL(file).href)) as typeof import("../serial/tty.js");
   for (const sig of ["SIGHUP", "SIGTERM", "SIGINT"] as const) process.on(sig, () => process.exit(0));
+  const log = (m: string): void => {
+    process.stderr.write(`qat-agent: ${m}\n`);
+  };
   await link.serveTty({
     path,
     baud,
     require: createRequire(join(here, "agent.mjs")),
-    serve: (input, output) => serve(home, input, output, { standalone: false }),
-    log: (m) => process.stderr.write(`qat-agent: ${m}\n`),
+    secret: () => readSecret(home),
+    serve: (input, output) => serve(home, input, output, { standalone: false, log }),
+    log,
   });
 }
 

@@ -16,7 +16,8 @@
  *
  * Board-side code: Node built-ins only; installed beside the agent as dispatch.mjs.
  */
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
+import { readAgentConfig } from "./config.js";
 import { Evaluations } from "./evaluations.js";
 import { collectFacts } from "./facts.js";
 import type { Header } from "./framing.js";
@@ -32,6 +33,7 @@ import {
   type Request,
   type RequestOf,
   type RequestType,
+  type TrtBuildOptions,
 } from "./protocol.js";
 import { OrtRuntime } from "./runtime.js";
 import { ModelStore } from "./store.js";
@@ -67,14 +69,33 @@ export class Agent {
     this.evaluations = new Evaluations(this.store, this.ort);
   }
 
+  /** trtexec as configured on the board at setup; a request naming a program is refused. */
+  private trtOptions<R extends TrtBuildOptions>(req: R): R {
+    if (Object.hasOwn(req, "trtexec")) {
+      throw new AgentFailure(
+        "bad-request",
+        "trtexec's location is not taken from the host: it is configured on the board (`qat device setup --trtexec PATH`)",
+      );
+    }
+    const { trtexec } = readAgentConfig(this.home);
+    return trtexec ? { ...req, trtexec } : req;
+  }
+
   private readonly handlers: Handlers = {
+    // the session gate (auth.ts) answers these before authentication; afterwards they are out of place
+    "auth.hello": () => {
+      throw new AgentFailure("bad-request", "this session is already authenticated");
+    },
+    "auth.prove": () => {
+      throw new AgentFailure("bad-request", "this session is already authenticated");
+    },
     hello: () => ({
       reply: {
         protocol: PROTOCOL_VERSION,
         agentVersion: AGENT_VERSION,
         capabilities: CAPABILITIES,
         home: this.home,
-        installDir: this.install.dir,
+        installKey: basename(this.install.dir),
         installed: this.install.info(),
         pid: process.pid,
         facts: collectFacts(),
@@ -121,10 +142,10 @@ export class Agent {
     "current.get": () => ({ reply: { current: this.store.current() } }),
     "current.set": async (req) => ({ reply: await this.deploy(String(req.sha256), Number(req.keep ?? 3)) }),
     rollback: () => this.lock.hold("rollback", () => ({ reply: this.store.rollback() })),
-    "evaluate.open": async (req) => ({ reply: await this.evaluations.open(req) }),
+    "evaluate.open": async (req) => ({ reply: await this.evaluations.open(this.trtOptions(req)) }),
     "evaluate.batch": (req, _id, payload) => this.evaluations.batch(req, payload),
     "evaluate.close": async (req) => ({ reply: await this.evaluations.close(req.session) }),
-    "trt.build": async (req) => ({ reply: await this.evaluations.build(req) }),
+    "trt.build": async (req) => ({ reply: await this.evaluations.build(this.trtOptions(req)) }),
     bye: () => ({ reply: {} }),
   };
 

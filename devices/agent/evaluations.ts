@@ -14,7 +14,7 @@ import {
   type TrtBuildRequest,
   type TrtEngineInfo,
 } from "./protocol.js";
-import type { OrtRuntime, OrtSession } from "./runtime.js";
+import { type OrtRuntime, type OrtSession, peakRss } from "./runtime.js";
 import type { ModelStore } from "./store.js";
 import { buildEngine, runEngine, type TrtSession } from "./tensorrt.js";
 
@@ -97,7 +97,7 @@ export class Evaluations {
     const s = this.sessions.get(Number(session));
     this.sessions.delete(Number(session));
     if (s?.kind === "ort" && s.session.release) await s.session.release();
-    const maxRSS = s?.kind === "tensorrt" ? s.trt.peakRss : process.resourceUsage().maxRSS * 1024;
+    const maxRSS = s?.kind === "tensorrt" ? s.trt.peakRss : peakRss();
     return { runs: s?.runs ?? 0, maxRSS };
   }
 

@@ -7,10 +7,38 @@
  */
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { dirname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readText, writeAtomic } from "./files.js";
 import { AgentFailure, type InstalledInfo } from "./protocol.js";
+
+/** The packages whose files setup pushes into node_modules/ (runtime-files.ts, serial/source.ts). */
+export const RUNTIME_PACKAGES = [
+  "onnxruntime-node",
+  "onnxruntime-common",
+  "onnxruntime-web",
+  "@serialport/bindings-cpp",
+  "@serialport/bindings-interface",
+  "@serialport/parser-readline",
+  "@serialport/parser-delimiter",
+  "debug",
+  "node-gyp-build",
+  "ms",
+];
+/** The serial link's modules, installed as serial-<name>.mjs (serial/source.ts LINK_MODULES). */
+export const SERIAL_MODULES = ["frames", "options", "handshake", "session", "link", "tty"];
+
+const SEGMENT = /^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*$/;
+
+/** True when `rel` names a file an upload may write: see `Install.path`. */
+export function allowedInstallFile(rel: string): boolean {
+  if (typeof rel !== "string" || rel.length > 400 || rel.includes("\\")) return false;
+  if (SERIAL_MODULES.some((m) => rel === `serial-${m}.mjs`)) return true;
+  const pkg = RUNTIME_PACKAGES.find((p) => rel.startsWith(`node_modules/${p}/`));
+  if (!pkg) return false;
+  const rest = rel.slice(`node_modules/${pkg}/`.length).split("/");
+  return rest.length > 0 && rest.every((s) => SEGMENT.test(s));
+}
 
 export class Install {
   /** The folder the agent's modules run from (they are all installed side by side). */
@@ -28,7 +56,9 @@ export class Install {
     const t = readText(join(this.home, "installed.json"));
     if (!t) return null;
     try {
-      return JSON.parse(t) as InstalledInfo;
+      // older installs recorded their folder: it stays on the board
+      const { installDir: _dir, ...info } = JSON.parse(t) as InstalledInfo;
+      return info;
     } catch {
       return null;
     }
@@ -37,7 +67,9 @@ export class Install {
   commit(info: InstalledInfo): InstalledInfo {
     if (typeof info !== "object" || info === null)
       throw new AgentFailure("bad-request", "install.commit needs info");
-    const record = { ...info, installDir: this.dir, installedAt: new Date().toISOString() };
+    // the install's key, never its path: installed.json goes back to the host in hello
+    const { installDir: _dir, ...rest } = info;
+    const record = { ...rest, installedAt: new Date().toISOString() };
     writeAtomic(join(this.home, "installed.json"), `${JSON.stringify(record, null, 2)}\n`);
     return record;
   }
@@ -56,15 +88,18 @@ export class Install {
     return removed;
   }
 
-  /** Where an uploaded install file goes; refuses paths that leave the install folder. */
+  /**
+   * Where an uploaded install file goes. Only a fixed list of names is accepted: files of the runtime packages
+   * under node_modules/ and the serial link's modules; never the agent's own modules, never a path that leaves the
+   * install folder, never a hidden file. Uploads are written 0644 (uploads.ts), so nothing arriving is executable.
+   */
   path(rel: string): string {
-    const norm = normalize(rel);
-    if (!rel || isAbsolute(rel) || norm.startsWith("..") || norm.split(sep).includes("..")) {
+    if (!allowedInstallFile(rel)) {
       throw new AgentFailure(
         "bad-request",
-        `refusing file path '${rel}' (must be relative, inside the install)`,
+        `refusing file '${rel.slice(0, 200)}': uploads go only to the runtime's files (node_modules/{${RUNTIME_PACKAGES.join(",")}}/…) and ${SERIAL_MODULES.map((m) => `serial-${m}.mjs`).join(", ")}`,
       );
     }
-    return join(this.dir, norm);
+    return join(this.dir, normalize(rel));
   }
 }

@@ -24,6 +24,7 @@ export const CAPABILITIES = [
   "evaluate",
   "install",
   "tensorrt",
+  "auth",
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -53,6 +54,7 @@ export interface InstalledInfo {
   backend: string;
   runtimeVersion: string;
   arch: string;
+  /** No longer recorded (the wire never learns install paths); older installs may still carry it. */
   installDir?: string;
   installedAt?: string;
 }
@@ -82,7 +84,10 @@ export interface TrtInput {
 
 /** How the board builds a TensorRT engine with trtexec. */
 export interface TrtBuildOptions {
-  /** The trtexec program on the board (default /usr/src/tensorrt/bin/trtexec, else PATH). */
+  /**
+   * Not sent: trtexec's location is configured on the board at setup (`qat device setup --trtexec PATH`, kept in
+   * the agent's agent.json) and never taken from the wire. The host refuses a request that sets it.
+   */
   trtexec?: string;
   inputs?: TrtInput[];
   /** Pass the inputs' dims as --shapes (models with dynamic inputs). */
@@ -113,6 +118,17 @@ export interface EvaluationOptions extends TrtBuildOptions {
 // ---------------------------------------------------------------------------------------------------------------
 // Requests (host → board)
 
+/** The first frame of every session: the host's fresh nonce (auth.ts). */
+export interface AuthHelloRequest {
+  t: "auth.hello";
+  protocol: number;
+  nonce: string;
+}
+/** The host's proof over both nonces. */
+export interface AuthProveRequest {
+  t: "auth.prove";
+  proof: string;
+}
 export interface HelloRequest {
   t: "hello";
   protocol: number;
@@ -120,7 +136,10 @@ export interface HelloRequest {
 export interface FactsRequest {
   t: "facts";
 }
-/** Start an upload: to the model store (kind model) or to a path inside the install folder (kind file). */
+/**
+ * Start an upload: to the model store (kind model) or, kind file, to one of the runtime's files in the install
+ * folder (a fixed list of names: install.ts). Files are written 0644; no mode comes from the wire.
+ */
 export interface PutBeginRequest {
   t: "put.begin";
   kind: "model" | "file";
@@ -128,7 +147,6 @@ export interface PutBeginRequest {
   sha256: string;
   name?: string;
   path?: string;
-  mode?: number;
   /** Keep what arrived when the link drops, and continue from there on the next connection (serial links). */
   resume?: boolean;
 }
@@ -197,6 +215,8 @@ export interface ByeRequest {
 }
 
 export type Request =
+  | AuthHelloRequest
+  | AuthProveRequest
   | HelloRequest
   | FactsRequest
   | PutBeginRequest
@@ -222,12 +242,20 @@ export type RequestOf<T extends RequestType> = Extract<Request, { t: T }>;
 // ---------------------------------------------------------------------------------------------------------------
 // Replies (board → host)
 
+export interface AuthHelloReply {
+  protocol: number;
+  agentVersion: string;
+  nonce: string;
+  proof: string;
+}
+
 export interface HelloReply {
   protocol: number;
   agentVersion: string;
   capabilities: string[];
   home: string;
-  installDir: string;
+  /** The install the agent runs from (its key, not its path: the wire never learns where files live). */
+  installKey: string;
   installed: InstalledInfo | null;
   pid: number;
   facts: BoardFacts;
@@ -280,6 +308,9 @@ export interface BatchReply {
 
 /** The reply to each request type; null: no reply is sent. */
 export interface Replies {
+  "auth.hello": AuthHelloReply;
+  /** How many frames the session refused before the host proved itself. */
+  "auth.prove": { refused: number };
   hello: HelloReply;
   facts: { facts: BoardFacts };
   "put.begin": PutBeginReply;

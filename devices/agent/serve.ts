@@ -5,6 +5,7 @@
  *
  * Board-side code: Node built-ins only; installed beside the agent as serve.mjs.
  */
+import { SessionGate } from "./auth.js";
 import { Agent } from "./dispatch.js";
 import { encodeFrame, type Frame, FrameDecoder, type Header } from "./framing.js";
 import { AgentFailure, type ErrorHeader } from "./protocol.js";
@@ -28,15 +29,29 @@ export async function answer(
   }
 }
 
-/** Run the agent on a byte stream until the host says bye or the stream ends. */
+export interface ServeOptions {
+  /** The only session of this process (stdin/stdout): signals and a broken output end the process. */
+  standalone?: boolean;
+  /** The agent's log (refused frames, failed authentication); default stderr. */
+  log?: (message: string) => void;
+}
+
+/**
+ * Run the agent on a byte stream until the host says bye or the stream ends. The session starts with the
+ * handshake of auth.ts: until the host has proved it holds the device secret, every other frame is refused and
+ * counted, and a failed proof ends the session.
+ */
 export async function serve(
   home: string,
   input: NodeJS.ReadableStream,
   output: NodeJS.WritableStream,
-  opts: { standalone?: boolean } = {},
+  opts: ServeOptions = {},
 ): Promise<void> {
   const standalone = opts.standalone ?? true;
-  const agent = new Agent(home);
+  const log = opts.log ?? ((m: string) => process.stderr.write(`qat-agent: ${m}\n`));
+  const gate = new SessionGate(home, log);
+  // made once the host has authenticated: an unauthenticated peer does not get so far as the agent's recovery
+  let agent: Agent | undefined;
   const decoder = new FrameDecoder();
   let chain: Promise<void> = Promise.resolve();
   let done = false;
@@ -46,7 +61,7 @@ export async function serve(
   const finish = (): void => {
     if (done) return;
     done = true;
-    agent.abortUploads();
+    agent?.abortUploads();
   };
   // one of many sessions (serial): the caller handles signals, and a broken stream ends only this session
   if (standalone) {
@@ -75,6 +90,16 @@ export async function serve(
       for (const f of frames) {
         chain = chain.then(async () => {
           if (done) return;
+          if (!gate.authenticated) {
+            const g = gate.answer(f.header);
+            if (g.header) write(g.header);
+            if (g.end) {
+              finish();
+              resolveDone();
+            }
+            return;
+          }
+          agent ??= new Agent(home);
           const out = await answer(agent, f);
           if (out) {
             // a reply over the frame limit (e.g. huge layer probes) must not reject the chain: later requests
@@ -105,4 +130,5 @@ export async function serve(
     });
   });
   await chain;
+  if (gate.refused) log(`session over: ${gate.refused} frame(s) refused before authentication`);
 }

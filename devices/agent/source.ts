@@ -6,25 +6,31 @@ import { type BoardModule, type BoardProgram, boardProgram } from "./program.js"
 
 /** The agent's modules and their names in the install folder. */
 export const AGENT_MODULES: readonly BoardModule[] = [
-  "protocol",
-  "framing",
-  "tensors",
-  "files",
-  "facts",
-  "install",
-  "faults",
-  "lock",
-  "state",
-  "store",
-  "uploads",
-  "trtexec",
-  "runtime",
-  "tensorrt",
-  "evaluations",
-  "dispatch",
-  "serve",
-  "agent",
-].map((name) => ({ source: `agent/${name}`, file: `${name}.mjs` }));
+  // the exclusive lock is shared with the host's run folders
+  { source: "../src/util/file-lock", file: "file-lock.mjs" },
+  ...[
+    "protocol",
+    "framing",
+    "auth",
+    "config",
+    "tensors",
+    "files",
+    "facts",
+    "install",
+    "faults",
+    "lock",
+    "state",
+    "store",
+    "uploads",
+    "trtexec",
+    "runtime",
+    "tensorrt",
+    "evaluations",
+    "dispatch",
+    "serve",
+    "agent",
+  ].map((name) => ({ source: `agent/${name}`, file: `${name}.mjs` })),
+];
 
 /** The entry module's file on the board: `node agent.mjs --home …` starts the agent. */
 export const AGENT_ENTRY = "agent.mjs";

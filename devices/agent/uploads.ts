@@ -78,18 +78,17 @@ export class Uploads {
       return { exists: true, path: final };
     }
     const name = typeof req.name === "string" ? req.name : undefined;
-    const mode = typeof req.mode === "number" ? req.mode : 0o644;
     const base = { final, kind, size, sha256: sha, name } as const;
     if (req.resume === true) {
       const upload = this.openResumable(base);
       this.uploads.set(id, upload);
-      fs.chmodSync(upload.tmp, mode & 0o755);
+      // never executable, whatever a kept part file's mode was
+      fs.chmodSync(upload.tmp, 0o644);
       return { exists: false, offset: upload.received };
     }
     const tmp = join(this.tmpDir, `${sha.slice(0, 16)}-${id}.${process.pid}.part`);
     const fd = fs.openSync(tmp, "w", 0o644);
     this.uploads.set(id, { ...base, fd, tmp, received: 0, hash: createHash("sha256") });
-    if (mode !== 0o644) fs.chmodSync(tmp, mode & 0o755);
     return { exists: false, offset: 0 };
   }
 

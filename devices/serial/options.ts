@@ -41,6 +41,12 @@ export interface LinkStats {
   duplicates: number;
   /** Out-of-order frames not kept: beyond the window, or over the bytes held beyond a hole. */
   oooDropped: number;
+  /**
+   * Frames dropped because their MAC tag was missing or wrong (forged, or of a session this end does not know),
+   * and HELLOs whose session never proved the secret (a replayed or forged handshake; counted when one is dropped).
+   */
+  forged: number;
+  unprovenHellos: number;
   /** Stream bytes delivered each way, and all bytes put on / taken off the line. */
   bytesSent: number;
   bytesReceived: number;
@@ -59,6 +65,8 @@ export function emptyStats(): LinkStats {
     outOfOrder: 0,
     duplicates: 0,
     oooDropped: 0,
+    forged: 0,
+    unprovenHellos: 0,
     bytesSent: 0,
     bytesReceived: 0,
     wireBytesSent: 0,

@@ -17,6 +17,7 @@
 import { EventEmitter } from "node:events";
 import { Readable, Writable } from "node:stream";
 import { encodeLinkFrame, FLAG_FIN, FrameType, MIN_FRAME, type RawFrame } from "./frames.js";
+import { type LinkRole, openFrame, sealFrame } from "./handshake.js";
 import type { ByteLine, LinkOptions, LinkStats, Negotiated } from "./options.js";
 
 interface Segment {
@@ -78,6 +79,8 @@ export class LinkSession extends EventEmitter {
     readonly negotiated: Negotiated,
     private readonly opts: Required<LinkOptions>,
     readonly stats: LinkStats,
+    /** The session's MAC key (handshake.ts) and this end's role: every frame sent is tagged, every one received checked. */
+    private readonly auth: { key: Uint8Array; role: LinkRole },
   ) {
     super();
     this.closed = new Promise((res) => {
@@ -163,8 +166,14 @@ export class LinkSession extends EventEmitter {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
+  /** A frame of this session as the peer sent it, without its tag; null when the tag is missing or forged. */
+  open(f: RawFrame): RawFrame | null {
+    return openFrame(this.auth.key, this.auth.role === "host" ? "board" : "host", f);
+  }
+
   private emitFrame(type: FrameType, flags: number, seq: number, body: Buffer): void {
-    const wire = encodeLinkFrame({ type, flags, session: this.id, seq, ack: this.rcvNxt, body });
+    const frame = { type, flags, session: this.id, seq, ack: this.rcvNxt, body };
+    const wire = encodeLinkFrame(sealFrame(this.auth.key, this.auth.role, frame));
     this.stats.wireBytesSent += wire.length;
     this.lastSent = Date.now();
     if (type === FrameType.Data || type === FrameType.Ack) this.ackQueued = false;

@@ -5,7 +5,7 @@
  * Board-side code: Node built-ins only; installed beside the agent as serial-tty.mjs.
  */
 import type { Readable, Writable } from "node:stream";
-import { Link } from "./link.js";
+import { Link, type SecretSource } from "./link.js";
 import type { ByteLine, LinkOptions } from "./options.js";
 
 interface PortBinding {
@@ -117,6 +117,8 @@ export interface TtyServeOptions extends LinkOptions {
   baud: number;
   /** A require() that finds @serialport/bindings-cpp (the agent's install folder). */
   require: (id: string) => unknown;
+  /** The device secret, read per handshake (null: the board was set up before sessions were authenticated). */
+  secret: SecretSource;
   /** Serve one session's byte stream (the agent's `serve`). */
   serve: (input: Readable, output: Writable) => Promise<void>;
   log?: (message: string) => void;
@@ -132,7 +134,7 @@ export async function serveTty(o: TtyServeOptions): Promise<void> {
     const x = explainOpenError(o.path, e);
     throw new Error(`${x.message} — ${x.hint}`);
   }
-  const link = new Link(line, o, "qat-agent");
+  const link = new Link(line, o.secret, o, "qat-agent");
   let previous: Promise<void> = Promise.resolve();
   link.listen((s) => {
     log(
@@ -150,7 +152,11 @@ export async function serveTty(o: TtyServeOptions): Promise<void> {
         new Promise<string>((r) => setTimeout(() => r("timeout"), 5000)),
       ]);
       if (why === "timeout") s.close("dead");
-      log(`session ${s.id.toString(16)} closed (${s.closeReason ?? why})`);
+      const st = link.stats;
+      const odd = st.forged || st.unprovenHellos;
+      log(
+        `session ${s.id.toString(16)} closed (${s.closeReason ?? why})${odd ? `; on this line so far ${st.forged} forged frame(s) dropped, ${st.unprovenHellos} unproven HELLO(s)` : ""}`,
+      );
     });
   });
   log(`listening on ${o.path} at ${o.baud} baud`);

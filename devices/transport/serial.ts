@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { SerialPort } from "serialport";
-import { ConnectError, DeviceError } from "../errors.js";
+import { AgentNotInstalledError, AuthError, ConnectError, DeviceError } from "../errors.js";
 import { Link } from "../serial/link.js";
 import type { ByteLine, LinkOptions, LinkStats } from "../serial/options.js";
 import type { LinkSession } from "../serial/session.js";
@@ -25,6 +25,8 @@ export interface SerialOptions extends LinkOptions {
   home?: string;
   /** The device, for messages. */
   device?: string;
+  /** The device secret (the registry's; `qat device setup` made it). */
+  secret?: Uint8Array;
 }
 
 /** Open a tty on the host with serialport, raw 8N1 at `baud`, as a ByteLine. */
@@ -60,6 +62,8 @@ export class SerialTransport implements Transport {
   readonly home: string;
   readonly path: string;
   readonly baud: number;
+  /** The device secret: authenticates each link session (handshake.ts) and the agent session inside it. */
+  secret?: Uint8Array;
   private session?: LinkSession;
 
   constructor(
@@ -87,6 +91,8 @@ export class SerialTransport implements Transport {
     try {
       s = await this.link.connect();
     } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === "no-device-secret" || code === "link-auth-failed") throw this.authFailure(code, e);
       throw new ConnectError(
         "serial-no-agent",
         `no qat agent answers on ${this.path}: ${(e as Error).message}`,
@@ -117,6 +123,24 @@ export class SerialTransport implements Transport {
       exited,
       kill: () => s.reset("killed"),
     };
+  }
+
+  /** The board or this host has no device secret, or the two differ: set the board up again (exit 2). */
+  private authFailure(code: string, e: unknown): DeviceError {
+    const again = `run \`qat device setup ${this.label}\` again (over ssh or on the board) to give both ends the same secret`;
+    return code === "no-device-secret"
+      ? new AgentNotInstalledError("no-device-secret", `${this.path}: ${(e as Error).message}`, {
+          device: this.label,
+          hint: again,
+          exitCode: 2,
+          cause: e,
+        })
+      : new AuthError("agent-auth-failed", `${this.path}: ${(e as Error).message}`, {
+          device: this.label,
+          hint: again,
+          exitCode: 2,
+          cause: e,
+        });
   }
 
   private noShell(argv: string[]): DeviceError {
@@ -160,8 +184,11 @@ export async function openSerial(opts: SerialOptions): Promise<SerialTransport> 
   const baud = opts.baud ?? DEFAULT_BAUD;
   const device = opts.device ?? `serial://${opts.path}`;
   const line = await openHostLine(opts.path, baud, device);
-  const link = new Link(line, { ...opts, baud }, "qat-host");
-  return new SerialTransport(line, link, { ...opts, baud });
+  const holder: { t?: SerialTransport } = {};
+  const link = new Link(line, () => holder.t?.secret ?? null, { ...opts, baud }, "qat-host");
+  holder.t = new SerialTransport(line, link, { ...opts, baud });
+  holder.t.secret = opts.secret;
+  return holder.t;
 }
 
 export interface SerialPortInfo {

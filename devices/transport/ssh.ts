@@ -58,6 +58,8 @@ export interface SshOptions {
   home?: string;
   /** The device's name, for messages. */
   device?: string;
+  /** The device secret the agent's handshake proves (the registry's; `qat device setup` made it). */
+  secret?: Uint8Array;
 }
 
 /** What the connection will use after reading the ssh config. */
@@ -162,6 +164,8 @@ export class SshTransport implements Transport {
   readonly label: string;
   readonly node: string[];
   readonly home: string;
+  /** The device secret (agent/auth.ts); ssh authenticates the channel, the agent still checks who is on it. */
+  secret?: Uint8Array;
   private readonly channels = new Set<ClientChannel>();
 
   constructor(
@@ -172,6 +176,7 @@ export class SshTransport implements Transport {
     this.label = opts.device ?? `ssh://${resolved.user}@${resolved.hostName}:${resolved.port}`;
     this.node = opts.node ?? ["node"];
     this.home = opts.home ?? ".qat-agent";
+    this.secret = opts.secret;
   }
 
   spawn(argv: string[]): Promise<Channel> {

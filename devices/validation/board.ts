@@ -7,6 +7,7 @@ import { compare } from "./compare.js";
 import { type HostReference, hostReference } from "./host-run.js";
 import type { EvalSet, ValidateOptions } from "./options.js";
 import type { DeviceReport } from "./report.js";
+import { latencySource } from "./timing.js";
 
 /** Validate a model on one board against the host. */
 export async function validateModel(
@@ -22,7 +23,7 @@ export async function validateModel(
     const board = await runOnBoard(client, host.prepared, set, opts);
     const report = compare(t.label, host.prepared, set, host.result, board, opts);
     const det = detectBoard(hello.facts);
-    return { ...report, board: det.profile.id, arch: hello.facts.arch };
+    return { ...report, board: det.profile.id, arch: hello.facts.arch, latency: latencySource(t) };
   } finally {
     await client.close();
   }

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_LAYER_THRESHOLD } from "./options.js";
 import type { DeviceReport, FleetReport, FleetRow } from "./report.js";
+import { timingCell } from "./timing.js";
 
 const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
 
@@ -34,6 +35,7 @@ function fleetRow(r: FleetRow, width: number, withSim: boolean): string[] {
     x.output.maxSteps === undefined ? "-" : x.output.maxSteps.toFixed(2),
     x.latencyMs.p50.toFixed(2),
     x.latencyMs.p99.toFixed(2),
+    timingCell(x.latency),
     x.peakRssBytes ? (x.peakRssBytes / 2 ** 20).toFixed(0) : "-",
   ];
   if (withSim) {
@@ -56,6 +58,7 @@ export function formatFleet(f: FleetReport): string {
     "steps",
     "p50 ms",
     "p99 ms",
+    "timing",
     "peak MB",
   ];
   const withSim = f.simulation?.available === true;
@@ -66,7 +69,11 @@ export function formatFleet(f: FleetReport): string {
     .map((r) =>
       r.error!.message.startsWith(`${r.device}: `) ? r.error!.message : `${r.device}: ${r.error!.message}`,
     );
-  return [...columns([head, ...body]), ...notes].join("\n");
+  // emulated timings are the emulator's on this host: say so under the table, once per board
+  const emulated = f.rows.flatMap((r) =>
+    r.report?.latency?.emulated ? [`${r.device}: timings ${r.report.latency.note}`] : [],
+  );
+  return [...columns([head, ...body]), ...emulated, ...notes].join("\n");
 }
 
 function stepsOf(d: { maxSteps?: number; stepKind?: string }): string {
@@ -118,7 +125,8 @@ export function formatLayers(x: DeviceReport): string[] {
 function formatResources(x: DeviceReport): string[] {
   const out = [
     `  latency    p50 ${x.latencyMs.p50.toFixed(2)} ms  p90 ${x.latencyMs.p90.toFixed(2)} ms  p99 ${x.latencyMs.p99.toFixed(2)} ms per sample` +
-      (x.runtime === "tensorrt" ? " (trtexec's median Latency per batch)" : ""),
+      (x.runtime === "tensorrt" ? " (trtexec's median Latency per batch)" : "") +
+      (x.latency?.emulated ? ` — EMULATED, ${x.latency.note.replace(/^emulated: /, "")}` : ""),
   ];
   if (x.tensorrt) {
     out.push(

@@ -53,12 +53,12 @@ export interface ValidationResult {
   next: string;
 }
 
-function badInput(message: string): DeviceError {
+export function badInput(message: string): DeviceError {
   return new DeviceError("bad-option", message, { exitCode: 2 });
 }
 
 /** The boards to validate on, resolved before anything connects (a bad name is an error, exit 2). */
-function boards(opts: ValidateOnDevicesOptions): DeviceEntry[] {
+export function boards(opts: Pick<ValidateOnDevicesOptions, "devices" | "registry">): DeviceEntry[] {
   const registry = { path: opts.registry };
   if (opts.devices === "all") {
     const all = listDevices(registry);
@@ -69,7 +69,7 @@ function boards(opts: ValidateOnDevicesOptions): DeviceEntry[] {
   return names.map((n) => resolveDevice(n, registry));
 }
 
-function readModel(path: string): Uint8Array {
+export function readModel(path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {

@@ -8,6 +8,7 @@ import { checkTensorRt } from "../../src/export/tensorrt.js";
 import { decodeModel, encodeModel } from "../../src/onnx/codec.js";
 import { OnnxError } from "../../src/onnx/errors.js";
 import type { Model } from "../../src/onnx/ir.js";
+import { normalizeQdqScalars } from "../../src/onnx/qdq-scalars.js";
 import { DeviceError } from "../errors.js";
 import { probeList } from "../layers.js";
 import { DEFAULT_LAYER_THRESHOLD, type EvalSet, RUNTIMES, type ValidateOptions } from "./options.js";
@@ -124,8 +125,11 @@ function probeCopy(modelBytes: Uint8Array, model: Model, wanted: string[] | "all
 }
 
 /** Check the model, the set and the options together; OnnxError or DeviceError (exit 2) when they do not fit. */
-export function prepare(modelBytes: Uint8Array, set: EvalSet, opts: ValidateOptions): Prepared {
-  const model = decodeModel(modelBytes);
+export function prepare(original: Uint8Array, set: EvalSet, opts: ValidateOptions): Prepared {
+  const model = decodeModel(original);
+  // a foreign int8 model (PyTorch) with [1]-shaped Q/DQ scales: ORT's fusion refuses it, on the host and the board
+  // alike, so both run the normalised copy (same values; see src/onnx/qdq-scalars.ts)
+  const modelBytes = normalizeQdqScalars(model).nodes.length ? encodeModel(model) : original;
   const g = model.graph;
   const { input, sampleSize, samples, batchSize } = batching(model, set, opts);
   const quantized = g.nodes.some((n) => n.opType === "QuantizeLinear" || n.opType === "DequantizeLinear");

@@ -94,6 +94,26 @@ export type SimulationReport =
     })
   | Extract<HostSimulation, { available: false }>;
 
+/**
+ * Where the latency was measured. Emulated: qemu-user translating the board's instructions on the host's CPU — a
+ * figure of the emulator and the host, not of the board (qemu's slowdown depends on the instruction mix, so it does
+ * not scale to the real board by a constant factor either).
+ */
+export type LatencySource =
+  | { emulated: false }
+  | {
+      emulated: true;
+      /** The emulator and its version: "qemu-aarch64-static 7.2.22". */
+      emulator: string;
+      /** qemu's -cpu model, and the real board's CPU it stands for. */
+      cpu: string;
+      realCpu: string;
+      /** The host CPU that ran the translated code. */
+      hostCpu: string;
+      /** One sentence for people: what the figures are and are not. */
+      note: string;
+    };
+
 export interface DeviceReport {
   device: string;
   board?: string;
@@ -121,6 +141,8 @@ export interface DeviceReport {
   simulation?: SimulationReport;
   /** Per-sample latency on the board (batch time / batch size), ms. */
   latencyMs: Stats;
+  /** Where the latency was measured: on the board, or under an emulator on the host (then not the board's speed). */
+  latency?: LatencySource;
   /** The same, for every batch run (what the percentiles are taken over). */
   latencySamplesMs: number[];
   batchLatencyMs: Stats;

@@ -1,5 +1,6 @@
 export * from "./augment.js";
 export * from "./boxes.js";
+export * from "./center-decode.js";
 export * from "./coco.js";
 export * from "./data-yaml.js";
 export * from "./dataset.js";
@@ -9,4 +10,6 @@ export * from "./map.js";
 export * from "./mnist-detect.js";
 export * from "./nms.js";
 export * from "./summary.js";
+export * from "./targets.js";
+export * from "./tensors.js";
 export * from "./yolo.js";

@@ -229,6 +229,19 @@ export class NetBuilder {
     return this.both("Add", [a, b], {}, sa, name);
   }
 
+  /** nn.Upsample(scale_factor=s, mode="nearest"): each pixel copied into an s×s block (Resize, asymmetric/floor). */
+  upsample(x: string, scale = 2, name?: string): string {
+    const [c, h, w] = this.spatial(x, name ?? "Resize");
+    const roi = this.shared("upsample.roi", f32([0], []));
+    const scales = this.shared(`upsample.scales_${scale}`, f32([4], [1, 1, scale, scale]));
+    const attrs: Attrs = {
+      mode: "nearest",
+      coordinate_transformation_mode: "asymmetric",
+      nearest_mode: "floor",
+    };
+    return this.both("Resize", [x, roi, scales], attrs, [c!, h! * scale, w! * scale], name);
+  }
+
   /** Concatenation along channels. */
   concat(xs: string[], name?: string): string {
     const shapes = xs.map((x) => this.shape(x));

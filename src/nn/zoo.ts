@@ -1,5 +1,6 @@
 import { NetBuilder } from "./builder.js";
 import { type NetModel, NnError } from "./model.js";
+import { tinyDet } from "./tiny-det.js";
 
 export interface ZooOptions {
   /** Seed of the initial weights (default 0). */
@@ -115,6 +116,7 @@ const ZOO: Record<string, Factory> = {
   resnet8,
   lenet5,
   "mobilenet-tiny": mobilenetTiny,
+  "tiny-det": tinyDet,
 };
 
 export const zooNames = (): string[] => Object.keys(ZOO);

@@ -1,14 +1,54 @@
 /** ONNX element types, named as onnxruntime names them, with their TensorProto codes and storage. */
 export type DType =
-  | "float32" | "uint8" | "int8" | "uint16" | "int16" | "int32" | "int64" | "string" | "bool" | "float16"
-  | "float64" | "uint32" | "uint64" | "complex64" | "complex128" | "bfloat16" | "float8e4m3fn"
-  | "float8e4m3fnuz" | "float8e5m2" | "float8e5m2fnuz" | "uint4" | "int4" | "float4e2m1";
+  | "float32"
+  | "uint8"
+  | "int8"
+  | "uint16"
+  | "int16"
+  | "int32"
+  | "int64"
+  | "string"
+  | "bool"
+  | "float16"
+  | "float64"
+  | "uint32"
+  | "uint64"
+  | "complex64"
+  | "complex128"
+  | "bfloat16"
+  | "float8e4m3fn"
+  | "float8e4m3fnuz"
+  | "float8e5m2"
+  | "float8e5m2fnuz"
+  | "uint4"
+  | "int4"
+  | "float4e2m1";
 
 /** TensorProto.DataType code of each dtype (onnx.proto). */
 export const DTYPE_CODE: Record<DType, number> = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8, bool: 9, float16: 10,
-  float64: 11, uint32: 12, uint64: 13, complex64: 14, complex128: 15, bfloat16: 16, float8e4m3fn: 17,
-  float8e4m3fnuz: 18, float8e5m2: 19, float8e5m2fnuz: 20, uint4: 21, int4: 22, float4e2m1: 23,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  complex64: 14,
+  complex128: 15,
+  bfloat16: 16,
+  float8e4m3fn: 17,
+  float8e4m3fnuz: 18,
+  float8e5m2: 19,
+  float8e5m2fnuz: 20,
+  uint4: 21,
+  int4: 22,
+  float4e2m1: 23,
 };
 
 const BY_CODE = new Map<number, DType>(Object.entries(DTYPE_CODE).map(([k, v]) => [v, k as DType]));
@@ -22,13 +62,29 @@ export function dtypeFromCode(code: number): DType | undefined {
  * element per byte; complex types hold interleaved (re, im) pairs; strings are byte strings.
  */
 export type TensorData =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array
-  | BigInt64Array | BigUint64Array | Uint8Array[];
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Uint8Array[];
 
 type NumericArrayCtor =
-  | Float32ArrayConstructor | Float64ArrayConstructor | Int8ArrayConstructor | Uint8ArrayConstructor
-  | Int16ArrayConstructor | Uint16ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor
-  | BigInt64ArrayConstructor | BigUint64ArrayConstructor;
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | Int8ArrayConstructor
+  | Uint8ArrayConstructor
+  | Int16ArrayConstructor
+  | Uint16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint32ArrayConstructor
+  | BigInt64ArrayConstructor
+  | BigUint64ArrayConstructor;
 
 /** Storage array type, and how many array slots each element takes (2 for complex). */
 export const STORAGE: Record<Exclude<DType, "string">, { ctor: NumericArrayCtor; slots: number }> = {

@@ -7,7 +7,11 @@ export class OnnxError extends Error {
     readonly where: { file?: string; offset?: number; node?: string; value?: string } = {},
   ) {
     super(
-      [where.file, where.offset !== undefined ? `byte ${where.offset}` : undefined, where.node && `node '${where.node}'`]
+      [
+        where.file,
+        where.offset !== undefined ? `byte ${where.offset}` : undefined,
+        where.node && `node '${where.node}'`,
+      ]
         .filter(Boolean)
         .join(", ")
         .concat(where.file || where.offset !== undefined || where.node ? ": " : "", message),

@@ -80,14 +80,22 @@ export class Graph {
   ): string[] {
     const name = this.uniqueName(opts.name ?? opType);
     const outs = opts.outputs ?? 1;
-    const outputs = typeof outs === "number" ? Array.from({ length: outs }, (_, i) => this.uniqueName(`${name}_out${i}`)) : outs;
+    const outputs =
+      typeof outs === "number"
+        ? Array.from({ length: outs }, (_, i) => this.uniqueName(`${name}_out${i}`))
+        : outs;
     if (typeof outs !== "number") for (const o of outs) this.used?.add(o);
     this.nodes.push({ name, opType, domain: opts.domain ?? "", inputs, outputs, attrs: toAttrs(attrs) });
     return outputs;
   }
 
   /** Append a node with one output and return its name. */
-  op(opType: string, inputs: string[], attrs: Record<string, Attr | AttrInput> = {}, opts: { name?: string; domain?: string; output?: string } = {}): string {
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, Attr | AttrInput> = {},
+    opts: { name?: string; domain?: string; output?: string } = {},
+  ): string {
     return this.add(opType, inputs, attrs, { ...opts, outputs: opts.output ? [opts.output] : 1 })[0]!;
   }
 
@@ -147,7 +155,9 @@ export const attr = {
 };
 
 function isAttr(v: unknown): v is Attr {
-  return typeof v === "object" && v !== null && "type" in v && ("value" in v || "proto" in v) && !("dims" in v);
+  return (
+    typeof v === "object" && v !== null && "type" in v && ("value" in v || "proto" in v) && !("dims" in v)
+  );
 }
 
 function toAttrs(input: Record<string, Attr | AttrInput>): Record<string, Attr> {
@@ -159,17 +169,27 @@ function toAttrs(input: Record<string, Attr | AttrInput>): Record<string, Attr> 
     else if (v instanceof Graph) out[k] = { type: "graph", value: v };
     else if (Array.isArray(v)) {
       if (v.every((x) => typeof x === "string")) out[k] = { type: "strings", value: v as string[] };
-      else out[k] = (v as number[]).every(Number.isInteger) ? attr.ints(v as number[]) : attr.floats(v as number[]);
+      else
+        out[k] = (v as number[]).every(Number.isInteger)
+          ? attr.ints(v as number[])
+          : attr.floats(v as number[]);
     } else out[k] = attr.tensor(v);
   }
   return out;
 }
 
 /** Attribute readers with defaults; a wrong attribute type throws naming the node. */
-export function getAttr<T extends Attr["type"]>(node: Node, name: string, type: T): Extract<Attr, { type: T }> | undefined {
+export function getAttr<T extends Attr["type"]>(
+  node: Node,
+  name: string,
+  type: T,
+): Extract<Attr, { type: T }> | undefined {
   const a = node.attrs[name];
   if (!a) return undefined;
-  if (a.type !== type) throw new Error(`node '${node.name}' (${node.opType}): attribute '${name}' is ${a.type}, expected ${type}`);
+  if (a.type !== type)
+    throw new Error(
+      `node '${node.name}' (${node.opType}): attribute '${name}' is ${a.type}, expected ${type}`,
+    );
   return a as Extract<Attr, { type: T }>;
 }
 export const attrInt = (n: Node, k: string, d: number): number => getAttr(n, k, "int")?.value ?? d;
@@ -236,7 +256,10 @@ export function topologicalOrder(g: Graph, outer: ReadonlySet<string> = new Set(
     let missing = 0;
     for (const d of new Set(nodeDependencies(n))) {
       if (available.has(d)) continue;
-      if (!producers.has(d)) throw new Error(`node '${n.name}' (${n.opType}) reads '${d}', which no node, input or initializer provides`);
+      if (!producers.has(d))
+        throw new Error(
+          `node '${n.name}' (${n.opType}) reads '${d}', which no node, input or initializer provides`,
+        );
       missing++;
       let w = waiting.get(d);
       if (!w) waiting.set(d, (w = []));
@@ -277,7 +300,12 @@ export function cloneGraph(g: Graph): Graph {
   const c = new Graph();
   c.name = g.name;
   c.doc = g.doc;
-  c.nodes = g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } }));
+  c.nodes = g.nodes.map((n) => ({
+    ...n,
+    inputs: [...n.inputs],
+    outputs: [...n.outputs],
+    attrs: { ...n.attrs },
+  }));
   c.inputs = g.inputs.map((v) => ({ ...v, shape: v.shape && [...v.shape] }));
   c.outputs = g.outputs.map((v) => ({ ...v, shape: v.shape && [...v.shape] }));
   c.initializers = new Map(g.initializers);

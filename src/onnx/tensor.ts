@@ -15,15 +15,27 @@ export function numel(dims: readonly number[]): number {
 }
 
 /** A tensor from plain numbers (or bigints for 64-bit integer types). */
-export function tensor(dtype: DType, dims: number[], values: ArrayLike<number> | ArrayLike<bigint> | TensorData): Tensor {
+export function tensor(
+  dtype: DType,
+  dims: number[],
+  values: ArrayLike<number> | ArrayLike<bigint> | TensorData,
+): Tensor {
   if (dtype === "string") {
     const enc = new TextEncoder();
-    return { dtype, dims, data: Array.from(values as ArrayLike<unknown>, (v) => (typeof v === "string" ? enc.encode(v) : (v as Uint8Array))) };
+    return {
+      dtype,
+      dims,
+      data: Array.from(values as ArrayLike<unknown>, (v) =>
+        typeof v === "string" ? enc.encode(v) : (v as Uint8Array),
+      ),
+    };
   }
   const { ctor, slots } = STORAGE[dtype];
   const n = numel(dims) * slots;
   if ((values as ArrayLike<unknown>).length !== n) {
-    throw new Error(`tensor(${dtype}, [${dims}]) needs ${n} values, got ${(values as ArrayLike<unknown>).length}`);
+    throw new Error(
+      `tensor(${dtype}, [${dims}]) needs ${n} values, got ${(values as ArrayLike<unknown>).length}`,
+    );
   }
   if (values instanceof ctor) return { dtype, dims, data: values };
   const data = new ctor(n);
@@ -36,7 +48,8 @@ export function tensor(dtype: DType, dims: number[], values: ArrayLike<number> |
 }
 
 export const f32 = (dims: number[], values: ArrayLike<number>): Tensor => tensor("float32", dims, values);
-export const i64 = (dims: number[], values: ArrayLike<number> | ArrayLike<bigint>): Tensor => tensor("int64", dims, values);
+export const i64 = (dims: number[], values: ArrayLike<number> | ArrayLike<bigint>): Tensor =>
+  tensor("int64", dims, values);
 export const scalarF32 = (v: number): Tensor => f32([], [v]);
 export const vecI64 = (values: number[]): Tensor => i64([values.length], values);
 

@@ -5,6 +5,7 @@
  * `qat train --qat --init <folder>` starts from it and `qat export` exports it.
  */
 import { join } from "node:path";
+import type { Graph } from "../onnx/ir.js";
 import { calibrate } from "../quant/calibrate.js";
 import type { ObserverKind } from "../quant/observer.js";
 import { placementTable, placeQuant } from "../quant/placement.js";
@@ -69,16 +70,10 @@ export async function calibrateRun(opts: CalibrateRunOptions): Promise<Calibrate
   const floatAccuracy = (await evaluateNet(fr.net, fr.test, evalOpts)).accuracy;
   const ptqAccuracy = (await evaluateNet(q, fr.test, evalOpts)).accuracy;
   const out = new RunFolder(opts.out ?? join(opts.run, `calibrated-${preset}`));
-  out.ensure();
-  out.writeModel(q.eval);
   const table = placementTable(placement);
-  out.writeCheckpoint({
-    graph: q.eval,
-    state: new Map(),
-    meta: {
-      calibrated_from: opts.run,
-      quant: { settings: { preset, observer: opts.observer ?? null }, qconfig, placement: table },
-    },
+  writeCalibratedRun(out, q.eval, {
+    calibrated_from: opts.run,
+    quant: { settings: { preset, observer: opts.observer ?? null }, qconfig, placement: table },
   });
   return {
     run: opts.run,
@@ -90,4 +85,15 @@ export async function calibrateRun(opts: CalibrateRunOptions): Promise<Calibrate
     ptq_accuracy: ptqAccuracy,
     points: table.length,
   };
+}
+
+/** Write a calibrated model as a run folder: model.onnx, and checkpoint.onnx carrying `meta` (quant, source run). */
+export function writeCalibratedRun(out: RunFolder, graph: Graph, meta: Record<string, unknown>): void {
+  const unlock = out.lock("qat calibrate");
+  try {
+    out.writeModel(graph);
+    out.writeCheckpoint({ graph, state: new Map(), meta });
+  } finally {
+    unlock();
+  }
 }

@@ -111,14 +111,19 @@ export async function train(
   settings: Partial<TrainConfig>,
   opts: { out: string; resume?: boolean; hooks?: TrainHooks },
 ): Promise<TrainResult> {
-  const run = await startRun(settings, opts);
-  run.started = Date.now();
+  const unlock = new RunFolder(opts.out).lock(opts.resume ? "qat train --resume" : "qat train");
   try {
-    const stoppedEarly = await trainEpochs(run);
-    return await finishRun(run, stoppedEarly);
+    const run = await startRun(settings, opts);
+    run.started = Date.now();
+    try {
+      const stoppedEarly = await trainEpochs(run);
+      return await finishRun(run, stoppedEarly);
+    } finally {
+      await run.runner.release();
+      await run.evaluator.release();
+    }
   } finally {
-    await run.runner.release();
-    await run.evaluator.release();
+    unlock();
   }
 }
 
@@ -403,7 +408,7 @@ export function withHorizon(spec: ScheduleSpec, steps: number): ScheduleSpec {
 }
 
 /** The eval graph with the given parameter and buffer values as its initializers. */
-function evalGraphWith(net: NetModel, values: Map<string, Tensor>) {
+export function evalGraphWith(net: NetModel, values: Map<string, Tensor>) {
   const g = cloneGraph(net.eval);
   for (const [k, t] of values) if (g.initializers.has(k)) g.initializers.set(k, t);
   return g;

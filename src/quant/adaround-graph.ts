@@ -38,6 +38,13 @@ export interface AdaRoundLayer {
   /** One input sample's shape and one output sample's shape. */
   inputShape: number[];
   outputShape: number[];
+  /** Multiplies the reconstruction term in the loss (1 / round-to-nearest's error: a unit-free loss). Default 1. */
+  errorScale?: number;
+  /**
+   * The output only feeds a ReLU: compare outputs after it (the paper's f_a(W̃x) against f_a(Wx), Eq. 25), so no
+   * rounding is spent on values the ReLU zeroes anyway.
+   */
+  relu?: boolean;
 }
 
 export interface AdaRoundSchedule {
@@ -86,6 +93,12 @@ export function appendLayer(g: Graph, layer: AdaRoundLayer, x: string, w: string
   return g.op(layer.op, inputs, layer.attrs);
 }
 
+/** ŷ − y, after the ReLU when the layer's output feeds one. */
+export function appendOutputError(g: Graph, layer: AdaRoundLayer, y: string, target: string): string {
+  if (!layer.relu) return g.op("Sub", [y, target]);
+  return g.op("Sub", [g.op("Relu", [y]), g.op("Relu", [target])]);
+}
+
 /**
  * The AdaRound loss for V: returns the total loss and its reconstruction term. `beta` and `regWeight` are values of
  * the graph (constants or computed from the step counter); they carry no gradient.
@@ -97,10 +110,12 @@ export function appendAdaRoundLoss(
 ): { loss: string; reconstruction: string } {
   const h = appendRectifiedSigmoid(g, io.v);
   const y = appendLayer(g, layer, io.x, appendQuantWeight(g, layer, h));
-  const d = g.op("Sub", [y, io.target]);
+  const d = appendOutputError(g, layer, y, io.target);
   const axes = g.constant(g.uniqueName("adaround.channel_axis"), tensor("int64", [1], [1]));
   const perPosition = g.op("ReduceSum", [g.op("Mul", [d, d]), axes], { keepdims: 0 });
-  const reconstruction = g.op("ReduceMean", [perPosition], { keepdims: 0 });
+  let reconstruction = g.op("ReduceMean", [perPosition], { keepdims: 0 });
+  if (layer.errorScale !== undefined && layer.errorScale !== 1)
+    reconstruction = g.op("Mul", [reconstruction, k(g, "error_scale", layer.errorScale)]);
   const twoHm1 = g.op("Abs", [g.op("Sub", [g.op("Mul", [h, k(g, "two", 2)]), k(g, "one", 1)])]);
   const reg = g.op("ReduceSum", [g.op("Sub", [k(g, "one", 1), g.op("Pow", [twoHm1, io.beta])])], {
     keepdims: 0,

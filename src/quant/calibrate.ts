@@ -36,8 +36,10 @@ export async function calibrate(
   const out = new Map<string, Tensor>();
   for (const w of placement.weights) weightParams(net, w, out);
 
-  const g = cloneGraph(net.eval);
   const taps = placement.activations.map((a) => a.value);
+  // every activation left in float (mixed precision can get there): weights only, nothing to observe
+  if (!taps.length) return out;
+  const g = cloneGraph(net.eval);
   const have = new Set(g.outputs.map((o) => o.name));
   for (const t of taps) if (!have.has(t)) g.outputs.push({ name: t, dtype: "float32" });
   const session = await openSession(modelOf(g), { threads: opts.threads });

@@ -202,9 +202,12 @@ const markers = (at: (v: number) => number | string, b: BoardResult) =>
 /** Per-sample latency on the board: a histogram of every run when the report has them, else its quantile bins. */
 export function latencyChart(b: BoardResult): Chart {
   const id = `latency-${slug(b.device)}`;
-  const title = `Latency per sample on ${b.device}`;
+  const emulated = b.latency?.emulated === true;
+  const title = `Latency per sample on ${b.device}${emulated ? " (EMULATED, not the board's speed)" : ""}`;
   const s = b.latencySamplesMs?.filter(Number.isFinite);
-  const common = `Batch time / batch size (batch ${b.batchSize}); p50 ${b.latencyMs.p50.toFixed(2)} ms, p90 ${b.latencyMs.p90.toFixed(2)} ms, p99 ${b.latencyMs.p99.toFixed(2)} ms.`;
+  const common =
+    `Batch time / batch size (batch ${b.batchSize}); p50 ${b.latencyMs.p50.toFixed(2)} ms, p90 ${b.latencyMs.p90.toFixed(2)} ms, p99 ${b.latencyMs.p99.toFixed(2)} ms.` +
+    (emulated ? ` Timings ${b.latency?.note}.` : "");
   if (s?.length) {
     const lo = Math.min(...s);
     const hi = Math.max(...s);

@@ -108,7 +108,18 @@ class Checker {
       maxDrift: typeof r.maxDrift === "number" ? r.maxDrift : undefined,
       exceeded: r.exceeded === true,
       latencySamplesMs: this.nums(r, "latencySamplesMs", path),
+      latency: this.latency(r, path),
     };
+  }
+
+  /** Where the latency was measured (reports from before the field have none). */
+  latency(r: Obj, path: string): BoardResult["latency"] {
+    if (r.latency === undefined) return undefined;
+    const l = this.obj(r, "latency", path);
+    if (typeof l.emulated !== "boolean") this.fail(`${path}.latency.emulated`, "is not true or false");
+    return l.emulated
+      ? { emulated: true, note: typeof l.note === "string" ? l.note : "emulated: not the board's speed" }
+      : { emulated: false };
   }
 }
 

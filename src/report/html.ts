@@ -27,7 +27,7 @@ const num = (v: number, digits = 4): string =>
   Number.isFinite(v) ? Number(v.toPrecision(digits)).toString() : "–";
 const kib = (b: number): string => `${(b / 1024).toFixed(1)} KiB`;
 
-function table(head: string[], rows: (string | number)[][], cls = ""): string {
+export function table(head: string[], rows: (string | number)[][], cls = ""): string {
   return (
     `<table${cls ? ` class="${cls}"` : ""}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead>` +
     `<tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>`
@@ -42,7 +42,7 @@ function figure(c: Chart | undefined): string {
   );
 }
 
-const charts = (...cs: (Chart | undefined)[]): string => {
+export const charts = (...cs: (Chart | undefined)[]): string => {
   const inner = cs.map(figure).join("");
   return inner ? `<div class="charts">${inner}</div>` : "";
 };
@@ -50,7 +50,7 @@ const charts = (...cs: (Chart | undefined)[]): string => {
 const na = (hint: string | undefined, what = "Not available"): string =>
   hint ? `<p class="na">${esc(what)} (${esc(hint)}).</p>` : "";
 
-function section(id: string, title: string, body: string): string {
+export function section(id: string, title: string, body: string): string {
   return `<section id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
 }
 
@@ -75,7 +75,7 @@ function overview(d: ReportData): string {
     cards.push([
       b.device,
       pct(b.boardAccuracy),
-      `drift ${(100 * b.drift).toFixed(2)} pt, p50 ${b.latencyMs.p50.toFixed(2)} ms`,
+      `drift ${(100 * b.drift).toFixed(2)} pt, p50 ${b.latencyMs.p50.toFixed(2)} ms${b.latency?.emulated ? " (emulated)" : ""}`,
     ]);
   if (!cards.length) return "";
   return `<div class="cards">${cards
@@ -259,7 +259,7 @@ function latency(d: ReportData): string {
   if (!boards.length) return na(d.missing.device);
   const row = (b: BoardResult, what: string, s: BoardResult["latencyMs"]) => [
     b.device,
-    what,
+    b.latency?.emulated ? `${what}, EMULATED` : what,
     ...[s.p50, s.p90, s.p99, s.mean, s.max].map((x) => x.toFixed(3)),
   ];
   return (
@@ -270,7 +270,11 @@ function latency(d: ReportData): string {
         row(b, "per sample", b.latencyMs),
         ...(b.batchLatencyMs ? [row(b, `per batch of ${b.batchSize}`, b.batchLatencyMs)] : []),
       ]),
-    )
+    ) +
+    boards
+      .filter((b) => b.latency?.emulated)
+      .map((b) => `<p class="note">${esc(b.device)}: timings ${esc(b.latency?.note ?? "emulated")}.</p>`)
+      .join("")
   );
 }
 
@@ -308,6 +312,19 @@ function model(d: ReportData): string {
   );
 }
 
+/** A report page's opening up to </head>: its title and the inline styles (the report's, plus `style`). */
+export function pageHead(title: string, style = ""): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)}</title>
+<link rel="icon" href="data:,">
+<style>${STYLE}${style}</style>
+</head>`;
+}
+
 /** The whole page. */
 export function renderHtml(d: ReportData): string {
   const title = `qat report — ${d.root}`;
@@ -319,15 +336,7 @@ export function renderHtml(d: ReportData): string {
     ["latency", "Latency on the board", latency(d)],
     ["model", "Model summary", model(d)],
   ];
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)}</title>
-<link rel="icon" href="data:,">
-<style>${STYLE}</style>
-</head>
+  return `${pageHead(title)}
 <body>
 <header>
 <h1>qat report</h1>

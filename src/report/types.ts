@@ -142,6 +142,8 @@ export interface BoardResult {
   exceeded: boolean;
   /** Optional: the per-sample latency of every run on the board, ms (a full histogram when present). */
   latencySamplesMs?: number[];
+  /** Optional: where the latency was measured; emulated: qemu on the host, not the board's speed (with why). */
+  latency?: { emulated: boolean; note?: string };
 }
 
 export interface DeviceInfo {

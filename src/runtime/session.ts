@@ -13,7 +13,10 @@ export interface SessionOptions {
 }
 
 /** Open an ORT session on a model in memory, a file path or encoded bytes. */
-export async function openSession(model: Model | Uint8Array | string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+export async function openSession(
+  model: Model | Uint8Array | string,
+  opts: SessionOptions = {},
+): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: opts.optimization ?? "all",
     executionMode: "sequential",
@@ -26,7 +29,9 @@ export async function openSession(model: Model | Uint8Array | string, opts: Sess
   }
   if (opts.config) options.extra = { session: {}, ...nest(opts.config) };
   const src = typeof model === "string" || model instanceof Uint8Array ? model : encodeModel(model);
-  return typeof src === "string" ? ort.InferenceSession.create(src, options) : ort.InferenceSession.create(src, options);
+  return typeof src === "string"
+    ? ort.InferenceSession.create(src, options)
+    : ort.InferenceSession.create(src, options);
 }
 
 function nest(flat: Record<string, string>): Record<string, unknown> {
@@ -52,7 +57,11 @@ export function fromOrt(t: ort.Tensor): Tensor {
 }
 
 /** Run a session on named tensors and return every output as our tensors. */
-export async function run(session: ort.InferenceSession, feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>> {
+export async function run(
+  session: ort.InferenceSession,
+  feeds: Record<string, Tensor>,
+  outputs?: string[],
+): Promise<Record<string, Tensor>> {
   const f: Record<string, ort.Tensor> = {};
   for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
   const res = outputs ? await session.run(f, outputs) : await session.run(f);

@@ -8,6 +8,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -16,6 +17,7 @@ import { encodeModel, loadModel, modelOf } from "../onnx/codec.js";
 import type { Graph, Model } from "../onnx/ir.js";
 import { WORKING_OPSET } from "../onnx/opset/working.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { FileLock } from "../util/file-lock.js";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 
 /** Files of a run folder. */
@@ -40,6 +42,8 @@ export const RUN_FILES = {
   int8: "model.int8.onnx",
   /** The device report (`qat validate --json`). */
   deviceReport: "device-report.json",
+  /** Held while a run (or its --resume) writes the folder: see RunFolder.lock. */
+  lock: "run.lock",
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;
@@ -73,9 +77,33 @@ export class RunFolder {
     return existsSync(this.path(file));
   }
 
-  /** Refuse a folder that exists and holds anything: a new run never overwrites another. */
+  /**
+   * Hold the folder's exclusive lock while `op` writes it (a run, its --resume, a calibration), creating the folder
+   * if needed: two runs started on one folder at once, or a run and a --resume of it, would otherwise both pass the
+   * "folder is empty" check and interleave their files. Returns the release, which also removes a folder this call
+   * created when nothing else was written to it (a failed start leaves no run folder behind). A holder killed with
+   * -9 leaves a stale lock that the next run breaks (see src/util/file-lock.ts).
+   */
+  lock(op: string): () => void {
+    const created = !existsSync(this.dir);
+    mkdirSync(this.dir, { recursive: true });
+    const lock = new FileLock(this.path("lock"));
+    if (!lock.tryAcquire(op)) {
+      throw new RunFolderError(
+        `run folder ${this.dir} is in use by ${lock.describeHolder("another qat process")}: ` +
+          `wait for it to finish, or choose another --out`,
+      );
+    }
+    return () => {
+      lock.release();
+      if (created && readdirSync(this.dir).length === 0) rmSync(this.dir, { recursive: true, force: true });
+    };
+  }
+
+  /** Refuse a folder that holds anything but its lock: a new run never overwrites another. */
   assertNew(): void {
-    if (existsSync(this.dir) && readdirSync(this.dir).length > 0) {
+    const held = RUN_FILES.lock;
+    if (existsSync(this.dir) && readdirSync(this.dir).some((f) => f !== held)) {
       throw new RunFolderError(
         `run folder ${this.dir} already exists and is not empty: choose another --out, or --resume it`,
       );
@@ -85,11 +113,6 @@ export class RunFolder {
   /** Create the folder of a new run (see assertNew). */
   create(): void {
     this.assertNew();
-    mkdirSync(this.dir, { recursive: true });
-  }
-
-  /** Create the folder if needed, keeping what is in it (calibration output, a re-export). */
-  ensure(): void {
     mkdirSync(this.dir, { recursive: true });
   }
 

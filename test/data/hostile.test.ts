@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { deflateRawSync, gzipSync } from "node:zlib";
 import { encode as encodePng } from "fast-png";
 import { afterEach, describe, expect, it } from "vitest";
+import { gzipBomb, HUGE_JPEG_SOF, MiB, pngHeader, zipWith } from "../../bench/hostile-inputs.js";
 import { AttemptError, fetchBytes } from "../../src/data/download.js";
 import { readInput } from "../../src/data/files.js";
 import { readIdx } from "../../src/data/idx.js";
@@ -19,7 +20,6 @@ import { DEFAULT_MAX_DECOMPRESSED, gunzipCapped } from "../../src/data/limits.js
 import { readNpz } from "../../src/data/npz.js";
 import { npyBytes, tempDir, thrownDataError } from "./fixtures.js";
 
-const MiB = 1 << 20;
 let tmp: ReturnType<typeof tempDir> | undefined;
 afterEach(() => {
   tmp?.done();
@@ -29,43 +29,6 @@ const dir = () => {
   tmp = tempDir();
   return tmp.dir;
 };
-
-/**
- * A gzip bomb: `total` bytes of zeros as concatenated 1 MiB gzip members (gunzip reads every member), about 1 KB
- * of input per MiB of output — 1 GiB → ~1 MB, built in a few milliseconds without ever holding the 1 GiB.
- */
-function gzipBomb(total: number): Buffer {
-  const member = gzipSync(Buffer.alloc(MiB), { level: 9 });
-  return Buffer.concat(Array.from({ length: total / MiB }, () => member));
-}
-
-/** A zip holding one deflated entry whose header declares `declared` bytes uncompressed. */
-function zipWith(name: string, deflated: Uint8Array, declared: number): Uint8Array {
-  const n = Buffer.from(name);
-  const local = Buffer.alloc(30);
-  local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(20, 4);
-  local.writeUInt16LE(8, 8); // deflate
-  local.writeUInt32LE(deflated.length, 18);
-  local.writeUInt32LE(declared, 22);
-  local.writeUInt16LE(n.length, 26);
-  const central = Buffer.alloc(46);
-  central.writeUInt32LE(0x02014b50, 0);
-  central.writeUInt16LE(20, 4);
-  central.writeUInt16LE(20, 6);
-  central.writeUInt16LE(8, 10);
-  central.writeUInt32LE(deflated.length, 20);
-  central.writeUInt32LE(declared, 24);
-  central.writeUInt16LE(n.length, 28);
-  const cdOffset = 30 + n.length + deflated.length;
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(1, 8);
-  end.writeUInt16LE(1, 10);
-  end.writeUInt32LE(46 + n.length, 12);
-  end.writeUInt32LE(cdOffset, 16);
-  return Buffer.concat([local, n, deflated, central, n, end]);
-}
 
 function timed<T>(f: () => T): { value: T; ms: number } {
   const t0 = performance.now();
@@ -161,14 +124,6 @@ describe("image folders: only regular files", () => {
 });
 
 describe("image pixel caps", () => {
-  /** A PNG whose IHDR declares w×h (with a correct header and no pixel data worth decoding). */
-  function pngHeader(w: number, h: number): Uint8Array {
-    const b = Buffer.from(encodePng({ width: 1, height: 1, data: new Uint8Array(1), channels: 1 }));
-    b.writeUInt32BE(w, 16);
-    b.writeUInt32BE(h, 20);
-    return b;
-  }
-
   it("refuses a 100000×100000 PNG header before decoding, in the folder and in decodeImage", () => {
     const d = dir();
     writeFileSync(join(d, "huge.png"), pngHeader(100_000, 100_000));
@@ -182,10 +137,9 @@ describe("image pixel caps", () => {
   });
 
   it("refuses a JPEG whose frame header declares 65535×65535", () => {
-    const sof = Buffer.from([
-      0xff, 0xd8, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x11, 0x00,
-    ]);
-    expect(thrownDataError(() => decodeImage(sof, "big.jpg")).message).toMatch(/big\.jpg: .*65535×65535/);
+    expect(thrownDataError(() => decodeImage(HUGE_JPEG_SOF, "big.jpg")).message).toMatch(
+      /big\.jpg: .*65535×65535/,
+    );
   });
 });
 

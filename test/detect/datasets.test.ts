@@ -38,7 +38,6 @@ function yoloSet(
   return root;
 }
 
-
 describe("data.yaml", () => {
   it("reads names as a flow list, a block list, a block map and a flow map", () => {
     expect(parseDataYaml("names: ['a', \"b c\", d]  # three\n", "f").names).toEqual(["a", "b c", "d"]);
@@ -90,7 +89,9 @@ describe("data.yaml", () => {
     expect(thrownDataError(() => parseDataYaml("names:\n  0: a\n  2: c\n", "d.yaml")).message).toMatch(
       /class 1 has no name/,
     );
-    expect(thrownDataError(() => parseDataYaml("train: images\n", "d.yaml")).message).toMatch(/no `names:` key/);
+    expect(thrownDataError(() => parseDataYaml("train: images\n", "d.yaml")).message).toMatch(
+      /no `names:` key/,
+    );
   });
 });
 
@@ -138,11 +139,15 @@ describe("YOLO layout", () => {
 
   it("reports malformed lines with file and line", () => {
     const short = yoloSet({ a: "0 0.5 0.5 0.2\n" });
-    expect(thrownDataError(() => openYoloDataset(short)).message).toMatch(/a\.txt, line 1: 4 fields; expected 5/);
+    expect(thrownDataError(() => openYoloDataset(short)).message).toMatch(
+      /a\.txt, line 1: 4 fields; expected 5/,
+    );
     const word = yoloSet({ a: "1 0.5 0.5 0.2 0.2\n0 0.5 abc 0.2 0.2\n" });
     expect(thrownDataError(() => openYoloDataset(word)).message).toMatch(/line 2: cy "abc" is not a number/);
     const poly = yoloSet({ a: "0 0.1 0.1 0.5 0.1 0.5 0.5\n" });
-    expect(thrownDataError(() => openYoloDataset(poly)).message).toMatch(/segmentation polygons are not supported/);
+    expect(thrownDataError(() => openYoloDataset(poly)).message).toMatch(
+      /segmentation polygons are not supported/,
+    );
     const flat = yoloSet({ a: "0 0.5 0.5 0 0.2\n" });
     expect(thrownDataError(() => openYoloDataset(flat)).message).toMatch(/line 1: box has width 0/);
   });
@@ -169,7 +174,9 @@ describe("YOLO layout", () => {
     const root = yoloSet({}, "names: [a]\ntrain: images/train\n");
     expect(thrownDataError(() => openYoloDataset(root, "val")).message).toMatch(/no `val:` entry/);
     const gone = yoloSet({}, "names: [a]\ntrain: images/nowhere\n");
-    expect(thrownDataError(() => openYoloDataset(gone, "train")).message).toMatch(/images\/nowhere does not exist/);
+    expect(thrownDataError(() => openYoloDataset(gone, "train")).message).toMatch(
+      /images\/nowhere does not exist/,
+    );
   });
 });
 

@@ -12,7 +12,9 @@ afterEach(() => {
 function session(): { s: LinkSession; received: Buffer[] } {
   const opts = withDefaults({});
   const negotiated = { version: 1, capabilities: [], maxFrame: 1024, window: 16 * 1024, peer: "hostile" };
-  const s = new LinkSession({ write: () => {}, onData: () => {} }, 7, negotiated, opts, emptyStats());
+  // frames go to receive() directly, past the Link that checks their tags
+  const auth = { key: Buffer.alloc(32, 1), role: "board" as const };
+  const s = new LinkSession({ write: () => {}, onData: () => {} }, 7, negotiated, opts, emptyStats(), auth);
   sessions.push(s);
   const received: Buffer[] = [];
   s.readable.on("data", (b: Buffer) => received.push(b));

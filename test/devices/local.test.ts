@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { AgentClient } from "../../devices/client.js";
 import { deployModel, listModels, rollback } from "../../devices/deploy.js";
 import { AgentNotInstalledError, RemoteError } from "../../devices/errors.js";
+import { authenticate } from "../../devices/session-auth.js";
 import { agentPath, connectAgent, installKey, setupDevice } from "../../devices/setup.js";
 import { LocalTransport } from "../../devices/transport/local.js";
 import { validateModel } from "../../devices/validate.js";
@@ -205,6 +206,7 @@ describe("local agent end to end", () => {
       home,
     ]);
     const client = new AgentClient(ch, "local");
+    await authenticate(client, t.secret);
     const hello = await client.hello();
     expect(hello.protocol).toBe(1);
     await client.close();

@@ -2,11 +2,13 @@
  * Real parts: an OpenSSH server on 127.0.0.1 (temporary host and user keys), and the emulated Raspberry Pi 4
  * (arm64 Node + onnxruntime-node's arm64 build under qemu-user, Cortex-A72, in a mount namespace). Root-only.
  */
+
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readSecret } from "../../devices/agent/auth.js";
 import { deployModel, listModels, rollback } from "../../devices/deploy.js";
 import { AuthError, HostKeyChangedError, NodeError, UnknownHostKeyError } from "../../devices/errors.js";
 import { connectAgent, setupDevice } from "../../devices/setup.js";
@@ -47,6 +49,8 @@ function sshOpts(extra: Partial<SshOptions> = {}): SshOptions {
 
 async function ssh(extra: Partial<SshOptions> = {}): Promise<Transport> {
   const t = await connectSsh(sshOpts(extra));
+  // the device secret a setup left in the board's home (a folder of this machine), as the registry would hold it
+  t.secret ??= readSecret(sshOpts(extra).home!) ?? undefined;
   open.push(t);
   return t;
 }
@@ -244,8 +248,10 @@ describe("emulated Raspberry Pi 4 (arm64 under qemu)", () => {
     expect(fleet.failed).toBe(1);
     expect(fleet.exceeded).toBe(true); // a board that failed fails the fleet
     const lines = table.split("\n");
-    expect(lines).toHaveLength(6); // header, four boards, the failed board's message
+    // header, four boards, the failed board's message, the emulated board's timing label
+    expect(lines).toHaveLength(7);
     expect(lines[4]).toMatch(/^ssh-wrong-key\s+error: auth-failed/);
-    expect(lines[5]).toMatch(/^ssh-wrong-key: .*refused every key/);
+    expect(lines.slice(5).join("\n")).toMatch(/^ssh-wrong-key: .*refused every key/m);
+    expect(lines.slice(5).join("\n")).toMatch(/timings emulated: qemu-aarch64-static .* -cpu cortex-a72/);
   });
 });

@@ -5,11 +5,13 @@
  * transfer must end either complete with a matching sha256 or failed with the previous model intact; no model
  * file on the board may ever be corrupt.
  */
+
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readSecret } from "../../devices/agent/auth.js";
 import { deployModel } from "../../devices/deploy.js";
 import { openDevice } from "../../devices/registry.js";
 import { LineSimulator } from "../../devices/serial/line-sim.js";
@@ -72,10 +74,13 @@ afterAll(async () => {
 }, 60_000);
 
 async function open(): Promise<SerialTransport> {
-  return (await openDevice({
+  const t = (await openDevice({
     name: "faulty",
     uri: `serial://${hostTty}?baud=${BAUD}&dead=3`,
   })) as SerialTransport;
+  // the secret the local setup left in the board's home
+  t.secret = readSecret(home) ?? undefined;
+  return t;
 }
 
 /**

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readSecret } from "../../devices/agent/auth.js";
 import { deployModel, listModels, rollback } from "../../devices/deploy.js";
 import { ConnectError, DeviceError } from "../../devices/errors.js";
 import { openDevice, parseDeviceUri } from "../../devices/registry.js";
@@ -88,8 +89,9 @@ describe("link layer pieces", () => {
         listeners[me].push(l);
       },
     });
-    const host = new Link(end("a", "b"), { maxFrame: 512 });
-    const board = new Link(end("b", "a"), { maxFrame: 1024 });
+    const secret = randomBytes(32);
+    const host = new Link(end("a", "b"), () => secret, { maxFrame: 512 });
+    const board = new Link(end("b", "a"), () => secret, { maxFrame: 1024 });
     board.listen((s) => {
       const h = createHash("sha256");
       s.readable.on("data", (d: Buffer) => h.update(d));
@@ -98,7 +100,7 @@ describe("link layer pieces", () => {
       });
     });
     const s = await host.connect();
-    expect(s.negotiated).toMatchObject({ version: 1, maxFrame: 512 });
+    expect(s.negotiated).toMatchObject({ version: 2, maxFrame: 512 });
     const data = randomBytes(40_000);
     let reply = "";
     s.readable.on("data", (d: Buffer) => {
@@ -156,8 +158,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
-async function serialDevice(pair: PtyPair, name: string): Promise<SerialTransport> {
+/** The board's serial end, with the device secret its setup (over the local or emulated transport) left in `home`. */
+async function serialDevice(pair: PtyPair, name: string, home: string): Promise<SerialTransport> {
   const t = (await openDevice({ name, uri: `serial://${pair.a}?baud=${BAUD}&dead=5` })) as SerialTransport;
+  t.secret = readSecret(home) ?? undefined;
   stops.push(() => t.close());
   return t;
 }
@@ -183,7 +187,7 @@ describe("deploy and validate over a socat pty pair", () => {
   });
 
   it("the native agent: setup over serial has nothing to do; deploy, list, validate, rollback", async () => {
-    const t = await serialDevice(native.pair, "pty-native");
+    const t = await serialDevice(native.pair, "pty-native", native.home);
     const s = await setupDevice(t);
     expect(s.changed).toBe(false);
     expect(() => t.exec(["ls"])).rejects.toThrow(/runs no commands/);
@@ -213,6 +217,7 @@ describe("deploy and validate over a socat pty pair", () => {
       uri: `serial://${quiet.a}?baud=${BAUD}`,
     })) as SerialTransport;
     stops.push(() => t.close());
+    t.secret = randomBytes(32);
     (t.link.options as { helloTimeoutMs: number }).helloTimeoutMs = 1000;
     const err = await deployModel(mnist, t).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
@@ -229,7 +234,7 @@ describe("deploy and validate over a socat pty pair", () => {
     stops.push(pair.stop);
     const agent = await startSerialAgent(emu.node, agentPath(et, setup.key), et.home, pair.b, BAUD);
     stops.push(agent.stop);
-    const t = await serialDevice(pair, "pty-emulated");
+    const t = await serialDevice(pair, "pty-emulated", et.home);
     const d = await deployModel(mnist, t, { name: "mnist-8.onnx" });
     expect(readFileSync(join(et.home, "models", d.sha256, "model.onnx")).equals(mnist)).toBe(true);
     const r = await validateModel(mnist, set, t, { maxDrift: 0 });

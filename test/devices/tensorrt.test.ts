@@ -293,6 +293,9 @@ describe("the CLI", () => {
 
   it("qat deploy/validate --runtime tensorrt, and says it is unverified on real Jetson hardware", async () => {
     expect((await run("device", "add", "jetson", "local", "--home", home)).code).toBe(0);
+    // a board's device secret (and its trtexec) come from setup
+    const setup = await run("device", "setup", "jetson");
+    expect(setup.code, setup.stderr).toBe(0);
     const file = join(dir, "trt.onnx");
     writeFileSync(file, tensorRtNet());
     const d = await run(

@@ -107,7 +107,7 @@ describe("board programs", () => {
     const only = [{ source: "agent/dispatch", file: "dispatch.mjs" }];
     const e = await boardProgram(only).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(DeviceError);
-    expect((e as Error).message).toMatch(/devices\/agent\/dispatch\.ts imports '\.\/evaluations\.js'/);
+    expect((e as Error).message).toMatch(/devices\/agent\/dispatch\.ts imports '\.\/config\.js'/);
     expect(() => rewriteImports('import ssh2 from "ssh2";\n', "agent/x", only)).toThrow(/imports 'ssh2'/);
     expect(rewriteImports('import { a } from "../agent/dispatch.js";\n', "serial/x", only)).toBe(
       'import { a } from "./dispatch.mjs";\n',

@@ -61,7 +61,12 @@ describe("mnist-8 (CNTK, opset 8, batch fixed at 1, raw 0–255 pixels)", () => 
   test("an input convention is put in front: (x·scale − mean)/std", async () => {
     const plain = importModel(MNIST8).net;
     const scaled = importModel(MNIST8, { input: { scale: 1 / 255, mean: [0.5], std: [2 / 255] } });
-    expect(scaled.report.inputConvention).toEqual({ scale: 1 / 255, mean: [0.5], std: [2 / 255], layout: "nchw" });
+    expect(scaled.report.inputConvention).toEqual({
+      scale: 1 / 255,
+      mean: [0.5],
+      std: [2 / 255],
+      layout: "nchw",
+    });
     const x = randomF32([2, 1, 28, 28], 4, 255);
     const raw = x.data as Float32Array;
     // what the convention feeds the model: (x/255 − 0.5)/(2/255) = x/2 − 63.75

@@ -21,7 +21,8 @@ describe("zoo", () => {
       for (const g of [m.train, m.eval]) {
         const s = await openSession(modelOf(g), { threads: 1 });
         const out = await run(s, { [m.input]: x });
-        expect(out[m.output]!.dims).toEqual([3, 10]);
+        // classifiers: 10 logits; tiny-det: 10 class heatmaps + 4 box distances per cell of the 96/4 = 24² grid
+        expect(out[m.output]!.dims).toEqual(name === "tiny-det" ? [3, 14, 24, 24] : [3, 10]);
         for (const v of out[m.output]!.data as Float32Array) expect(Number.isFinite(v)).toBe(true);
       }
       // the eval graph is inference only

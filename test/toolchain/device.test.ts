@@ -135,8 +135,9 @@ describe("qat device: the registry", () => {
 describe("qat device/deploy/validate on the local board", () => {
   it("sets up once (then nothing to do), deploys, validates mnist-8 and rolls back", async () => {
     const before = await qat("device", "info", "box");
-    expect(before.code).toBe(1);
-    expect(before.stderr).toMatch(/qat device setup/);
+    // never set up: this host has no device secret for it yet (exit 2, what to run)
+    expect(before.code).toBe(2);
+    expect(before.stderr).toMatch(/no device secret .* run `qat device setup box`/);
 
     const setup = await qat("device", "setup", "box", "--json");
     expect(setup.code).toBe(0);
@@ -229,6 +230,23 @@ describe("qat device/deploy/validate on the local board", () => {
   });
 });
 
+/** `qat validate` of a model on the first 200 MNIST test images on the emulated Pi 4 (set up below). */
+const validateOnEmulatedPi = (model: string, ...flags: string[]) =>
+  qat(
+    "validate",
+    model,
+    "--data",
+    "mnist",
+    "--data-dir",
+    join(SHARED, "data"),
+    "--device",
+    "pi-emu",
+    "--limit",
+    "200",
+    ...flags,
+    "--json",
+  );
+
 describe("qat on the emulated Raspberry Pi 4 (arm64 under qemu-user)", () => {
   it("sets up, deploys and validates mnist-8 with the same accuracy as the host", async () => {
     const setup = await qat("device", "setup", "pi-emu", "--json");
@@ -237,21 +255,7 @@ describe("qat on the emulated Raspberry Pi 4 (arm64 under qemu-user)", () => {
     expect((setup.json.installed as { arch: string }).arch).toBe("arm64");
     const d = await qat("deploy", MNIST8, "--device", "pi-emu", "--json");
     expect(d.code).toBe(0);
-    const v = await qat(
-      "validate",
-      MNIST8,
-      "--data",
-      "mnist",
-      "--data-dir",
-      join(SHARED, "data"),
-      "--device",
-      "pi-emu",
-      "--limit",
-      "200",
-      "--max-drift",
-      "0",
-      "--json",
-    );
+    const v = await validateOnEmulatedPi(MNIST8, "--max-drift", "0");
     expect(v.code).toBe(0);
     const rep = (v.json.rows as { report: Record<string, unknown> }[])[0]!.report;
     expect(rep).toMatchObject({
@@ -265,5 +269,17 @@ describe("qat on the emulated Raspberry Pi 4 (arm64 under qemu-user)", () => {
     expect(readFileSync(join(dir, "emu-home", "models", String(d.json.sha256), "model.onnx")).length).toBe(
       readFileSync(MNIST8).length,
     );
+  });
+
+  it("validates a PyTorch int8 export with [1]-shaped Q/DQ scales (normalised for ORT on host and board alike)", async () => {
+    // bench/torch/export_qdq_scale1.py --mnist: QAT-trained in PyTorch 1.13, scales and zero points shaped [1]
+    const torchInt8 = join(ROOT, "test", "import", "fixtures", "torch-qdq-mnist.onnx");
+    const v = await validateOnEmulatedPi(torchInt8);
+    expect(v.code, v.stderr).toBe(0);
+    const rep = (v.json.rows as { report: Record<string, number> }[])[0]!.report;
+    expect(rep).toMatchObject({ board: "raspberry-pi-4", samples: 200 });
+    expect(rep.hostAccuracy).toBeGreaterThan(0.85);
+    expect(Math.abs(rep.drift!)).toBeLessThanOrEqual(0.01);
+    expect(rep.agreement).toBeGreaterThanOrEqual(0.99);
   });
 });

@@ -18,7 +18,8 @@ describe("qat inspect", () => {
     expect(j.ops.Conv).toBe(26);
     // independent count: the element counts of the float initializers
     let params = 0;
-    for (const t of loadModel(file).graph.initializers.values()) if (t.dtype.startsWith("float")) params += numel(t.dims);
+    for (const t of loadModel(file).graph.initializers.values())
+      if (t.dtype.startsWith("float")) params += numel(t.dims);
     expect(j.parameters.elements).toBe(params);
     // the file holds the SqueezeNet 1.1 layout (conv1 is 64×3×3×3): 1,235,496, not SqueezeNet 1.0's 1,248,424
     expect(params).toBe(1_235_496);

@@ -9,7 +9,18 @@ import type { Tensor } from "../../src/onnx/tensor.js";
 import { CLI, DATA } from "../helpers/paths.js";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "qat-train-"));
-const common = ["--data-dir", DATA, "--batch-size", "32", "--threads", "2", "--eval-limit", "500", "--seed", "3"];
+const common = [
+  "--data-dir",
+  DATA,
+  "--batch-size",
+  "32",
+  "--threads",
+  "2",
+  "--eval-limit",
+  "500",
+  "--seed",
+  "3",
+];
 
 function qat(args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
@@ -24,8 +35,16 @@ function sameBits(a: Map<string, Tensor>, b: Map<string, Tensor>): boolean {
   for (const [k, t] of a) {
     const u = b.get(k);
     if (!u) return false;
-    const x = Buffer.from((t.data as Float32Array).buffer, (t.data as Float32Array).byteOffset, (t.data as Float32Array).byteLength);
-    const y = Buffer.from((u.data as Float32Array).buffer, (u.data as Float32Array).byteOffset, (u.data as Float32Array).byteLength);
+    const x = Buffer.from(
+      (t.data as Float32Array).buffer,
+      (t.data as Float32Array).byteOffset,
+      (t.data as Float32Array).byteLength,
+    );
+    const y = Buffer.from(
+      (u.data as Float32Array).buffer,
+      (u.data as Float32Array).byteOffset,
+      (u.data as Float32Array).byteLength,
+    );
     if (!x.equals(y)) return false;
   }
   return true;
@@ -46,7 +65,9 @@ describe("qat train", () => {
 
     // the same run, killed with SIGKILL once its first checkpoint is on disk, then resumed
     const out = join(dir, "c");
-    const child = spawn(process.execPath, [CLI, "train", ...common, ...steps, "--out", out], { stdio: "ignore" });
+    const child = spawn(process.execPath, [CLI, "train", ...common, ...steps, "--out", out], {
+      stdio: "ignore",
+    });
     const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_c, sig) => r(sig)));
     while (!existsSync(join(out, "checkpoint.onnx"))) await new Promise((r) => setTimeout(r, 20));
     child.kill("SIGKILL");
@@ -55,10 +76,39 @@ describe("qat train", () => {
     const ck = loadModel(join(out, "checkpoint.onnx"));
     const at = JSON.parse(ck.metadata["qat.checkpoint"]!).position.step;
     expect(at).toBeLessThan(150);
+    // the killed run's lock is left behind, stale: the resume breaks it
+    expect(JSON.parse(readFileSync(join(out, "run.lock"), "utf8")).pid).toBe(child.pid);
     const r = qat(["train", "--resume", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(`step ${at}`);
     expect(sameBits(wa, weights(join(out, "model.onnx")))).toBe(true);
+  });
+
+  it("a run folder is held by one run: a second run or a --resume of it is refused while it trains", async () => {
+    const dir = tmp();
+    const out = join(dir, "held");
+    const child = spawn(process.execPath, [CLI, "train", ...common, "--max-steps", "100000", "--out", out], {
+      stdio: "ignore",
+    });
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_c, sig) => r(sig)));
+    try {
+      while (!existsSync(join(out, "config.json"))) await new Promise((r) => setTimeout(r, 20));
+      const lock = JSON.parse(readFileSync(join(out, "run.lock"), "utf8"));
+      expect(lock.pid).toBe(child.pid);
+      for (const args of [
+        ["train", ...common, "--out", out],
+        ["train", "--resume", out],
+      ]) {
+        const r = qat(args);
+        expect(r.status, r.stderr).toBe(2);
+        expect(r.stderr).toContain(`is in use by pid ${child.pid}`);
+        expect(r.stderr).not.toMatch(/\n\s+at /);
+      }
+      expect(existsSync(join(out, "config.json"))).toBe(true); // the holder's files are untouched
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
   });
 
   it("a different seed gives different weights (the identity above is not vacuous)", () => {
@@ -67,7 +117,9 @@ describe("qat train", () => {
     const b = qat(["train", ...common.slice(0, -1), "4", "--max-steps", "5", "--out", join(dir, "b")]);
     expect(a.status, a.stderr).toBe(0);
     expect(b.status, b.stderr).toBe(0);
-    expect(sameBits(weights(join(dir, "a", "model.onnx")), weights(join(dir, "b", "model.onnx")))).toBe(false);
+    expect(sameBits(weights(join(dir, "a", "model.onnx")), weights(join(dir, "b", "model.onnx")))).toBe(
+      false,
+    );
   });
 
   it("a missing dataset is one clear error, exit 2, and no run folder", () => {
@@ -76,7 +128,12 @@ describe("qat train", () => {
     mkdirSync(empty);
     const r = spawnSync(process.execPath, [CLI, "train", "--data-dir", empty, "--out", join(dir, "run")], {
       encoding: "utf8",
-      env: { ...process.env, QAT_DATA_DIR: "", XDG_CACHE_HOME: join(dir, "cache"), QAT_DATA_URL: "http://127.0.0.1:9/" },
+      env: {
+        ...process.env,
+        QAT_DATA_DIR: "",
+        XDG_CACHE_HOME: join(dir, "cache"),
+        QAT_DATA_URL: "http://127.0.0.1:9/",
+      },
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/mnist/);
@@ -89,7 +146,11 @@ describe("qat train", () => {
     const dir = tmp();
     const data = join(dir, "mnist");
     mkdirSync(data);
-    for (const f of ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]) {
+    for (const f of [
+      "train-labels-idx1-ubyte.gz",
+      "t10k-images-idx3-ubyte.gz",
+      "t10k-labels-idx1-ubyte.gz",
+    ]) {
       copyFileSync(join(DATA, "mnist", f), join(data, f));
     }
     const raw = gunzipSync(readFileSync(join(DATA, "mnist", "train-images-idx3-ubyte.gz")));
@@ -109,7 +170,17 @@ describe("qat train", () => {
     expect(r.stderr).toContain("already exists");
     const h = qat(["train", "--help"]);
     expect(h.status).toBe(0);
-    for (const flag of ["--model", "--epochs", "--batch-size", "--lr", "--seed", "--threads", "--resume", "--out", "--json"]) {
+    for (const flag of [
+      "--model",
+      "--epochs",
+      "--batch-size",
+      "--lr",
+      "--seed",
+      "--threads",
+      "--resume",
+      "--out",
+      "--json",
+    ]) {
       expect(h.stdout).toContain(flag);
     }
     expect(h.stdout).toContain('(default: "mnist-cnn")');
@@ -135,20 +206,33 @@ describe("qat train: bad data is one clear error naming the file and place, and 
     const dir = tmp();
     const data = join(dir, "mnist");
     mkdirSync(data);
-    for (const f of ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]) {
+    for (const f of [
+      "train-images-idx3-ubyte.gz",
+      "t10k-images-idx3-ubyte.gz",
+      "t10k-labels-idx1-ubyte.gz",
+    ]) {
       copyFileSync(join(DATA, "mnist", f), join(data, f));
     }
     const labels = gunzipSync(readFileSync(join(DATA, "mnist", "train-labels-idx1-ubyte.gz")));
     labels[8 + 1234] = 12;
     writeFileSync(join(data, "train-labels-idx1-ubyte"), labels);
-    expectClean(qat(["train", "--data-dir", dir, "--out", join(dir, "run")]), dir, /train-labels-idx1-ubyte/, /12/, /byte 1242/);
+    expectClean(
+      qat(["train", "--data-dir", dir, "--out", join(dir, "run")]),
+      dir,
+      /train-labels-idx1-ubyte/,
+      /12/,
+      /byte 1242/,
+    );
   });
 
   it("an image of the wrong size in an image folder names the image and both sizes", async () => {
     const { encode } = await import("fast-png");
     const dir = tmp();
     const root = join(dir, "imgs");
-    for (const [cls, files] of [["cat", ["a", "b"]], ["dog", ["c", "d"]]] as const) {
+    for (const [cls, files] of [
+      ["cat", ["a", "b"]],
+      ["dog", ["c", "d"]],
+    ] as const) {
       mkdirSync(join(root, cls), { recursive: true });
       for (const f of files) {
         const w = f === "d" ? 12 : 8;

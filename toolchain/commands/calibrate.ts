@@ -5,6 +5,7 @@ import { presetNames } from "../../src/quant/qconfig.js";
 import { count, positiveInt } from "../args.js";
 import { layerBits, layerList } from "../flags.js";
 import { emit } from "../output.js";
+import { calibrateDetectorCli } from "./export-detect.js";
 
 interface CalibrateFlags {
   preset: string;
@@ -46,6 +47,7 @@ export function calibrateCommand(): Command {
     )
     .option("--json", "print one JSON object as the last line of stdout", false)
     .action(async (run: string, f: CalibrateFlags) => {
+      if (await calibrateDetectorCli(run, f)) return;
       const r = await calibrateRun({
         run,
         preset: f.preset,

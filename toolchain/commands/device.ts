@@ -1,4 +1,5 @@
 import { Command, Option } from "commander";
+import { copyDeviceSecret, readDeviceSecret } from "../../devices/device-secrets.js";
 import {
   formatAdded,
   formatDeviceInfo,
@@ -33,6 +34,7 @@ interface AddFlags {
   default?: boolean;
   replace?: boolean;
   emulated?: string;
+  secretOf?: string;
   json?: boolean;
 }
 
@@ -60,13 +62,13 @@ function entryOf(name: string, uri: string | undefined, f: AddFlags): DeviceEntr
 function addCommand(): Command {
   return new Command("add")
     .description(
-      "register a board: ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, emulated:rpi4, emulated:x64-haswell",
+      "register a board: ssh://user@host[:port], serial:///dev/ttyUSB0?baud=921600, local, emulated:rpi4|rpi5|orin|x64-haswell",
     )
     .argument("<name>", "a name for the board")
     .argument("[uri]", "where it is")
     .option(
       "--emulated <board>",
-      "an emulated board instead of a URI: rpi4 (Raspberry Pi 4, arm64) or x64-haswell (x86-64 without VNNI)",
+      "an emulated board instead of a URI: rpi4 (Raspberry Pi 4, arm64), rpi5 (Raspberry Pi 5, dot product), orin (Jetson Orin, L4T) or x64-haswell (x86-64 without VNNI)",
     )
     .option("--key <file>", "ssh: private key file")
     .option("--node <path>", "the board's node command")
@@ -77,14 +79,23 @@ function addCommand(): Command {
     .option("--connect-timeout <secs>", "ssh: connection timeout")
     .option("--default", "make it the default device", false)
     .option("--replace", "replace a device of the same name", false)
+    .option(
+      "--secret-of <device>",
+      "share the device secret of another registered device (the same board over ssh and its serial line)",
+    )
     .option(...JSON_FLAG, false)
     .action((name: string, uri: string | undefined, f: AddFlags, cmd: Command) => {
       const opts = { path: registryFile(cmd) };
+      // refused before anything is added when the other device has no secret
+      if (f.secretOf && !readDeviceSecret(registryPath(opts), f.secretOf)) {
+        copyDeviceSecret(registryPath(opts), f.secretOf, name);
+      }
       const stored = addDevice(entryOf(name, uri, f), {
         ...opts,
         replace: f.replace,
         makeDefault: f.default,
       });
+      if (f.secretOf) copyDeviceSecret(registryPath(opts), f.secretOf, stored.name);
       emit(f, formatAdded(stored, registryPath(opts)), { device: stored, registry: registryPath(opts) });
     });
 }
@@ -121,13 +132,21 @@ function infoCommand(): Command {
     });
 }
 
-type SetupFlags = { force?: boolean; backend?: "onnxruntime-node" | "onnxruntime-web"; json?: boolean };
+type SetupFlags = {
+  force?: boolean;
+  backend?: "onnxruntime-node" | "onnxruntime-web";
+  rekey?: boolean;
+  trtexec?: string;
+  json?: boolean;
+};
 
 function setupCommand(): Command {
   return new Command("setup")
     .description("install the qat agent and its runtime on the board (idempotent)")
     .argument(...DEVICE_ARG)
     .option("--force", "reinstall even when the same version is there", false)
+    .option("--rekey", "make a new device secret (the old one stops working)", false)
+    .option("--trtexec <path>", "where trtexec is on the board (kept in the agent's configuration)")
     .addOption(
       new Option("--backend <runtime>", "runtime to install").choices([
         "onnxruntime-node",
@@ -141,6 +160,8 @@ function setupCommand(): Command {
         registry: registryFile(cmd),
         force: f.force,
         backend: f.backend,
+        rekey: f.rekey,
+        trtexec: f.trtexec,
         onProgress: (m) => process.stderr.write(`${m}\n`),
       });
       emit(f, formatSetup(r), r);
@@ -170,7 +191,7 @@ function portsCommand(): Command {
 
 function emulatorCommand(): Command {
   const emulator = new Command("emulator").description(
-    "the emulated boards (qemu-user): rpi4 (arm64 Raspberry Pi 4), x64-haswell (x86-64 without VNNI)",
+    "the emulated boards (qemu-user): rpi4 (arm64 Raspberry Pi 4), rpi5 (Raspberry Pi 5), orin (Jetson Orin), x64-haswell (x86-64 without VNNI)",
   );
   emulator
     .command("setup")

@@ -4,6 +4,7 @@ import { count, positiveInt } from "../args.js";
 import { UsageError } from "../errors.js";
 import { inputConvention } from "../flags.js";
 import { emit } from "../output.js";
+import { evalDetectorCli } from "./export-detect.js";
 
 interface EvalFlags {
   from?: string;
@@ -41,6 +42,8 @@ export function evalCommand(): Command {
     .action(async (target: string | undefined, f: EvalFlags) => {
       if ((target === undefined) === (f.from === undefined))
         throw new UsageError("give either a model (an .onnx file or a run folder) or --from <model.onnx>");
+      // a YOLO folder: COCO mAP of the detector on its val split
+      if (target !== undefined && (await evalDetectorCli(target, f))) return;
       const input = inputConvention(f);
       if (input && !f.from)
         throw new UsageError(

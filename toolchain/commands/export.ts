@@ -16,6 +16,7 @@ import { UsageError } from "../errors.js";
 import { parityData } from "../flags.js";
 import { formatParity, parityJson } from "../format.js";
 import { emit } from "../output.js";
+import { exportDetectorCli } from "./export-detect.js";
 
 interface ExportFlags {
   out?: string;
@@ -72,6 +73,8 @@ export function exportCommand(): Command {
       if (!existsSync(folder) || !statSync(folder).isDirectory()) {
         throw new UsageError(`--out ${f.out}: the folder ${folder} does not exist`);
       }
+      // a detector: parity in detection terms too (mAP of the int8 file and the simulation, box agreement)
+      if (await exportDetectorCli(source, f)) return;
       const thresholds = {
         agreement: fraction(f.minAgreement, "--min-agreement"),
         withinOneStep: fraction(f.minWithinStep, "--min-within-step"),

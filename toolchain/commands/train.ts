@@ -1,6 +1,7 @@
 import { basename } from "node:path";
 import { Command, Option } from "commander";
 import { DEFAULTS, defaultSchedule, type TrainConfig } from "../../src/pipeline/config.js";
+import { trainDetectorCli } from "./train-detect.js";
 import { train } from "../../src/pipeline/trainer.js";
 import type { QatSettings } from "../../src/quant/qat-train.js";
 import type { OptimizerSpec } from "../../src/train/optimizers.js";
@@ -60,7 +61,7 @@ export function trainCommand(): Command {
     )
     .option(
       "--model <name>",
-      "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny (default: mnist-cnn, or the --init run's model)",
+      "zoo model: mnist-cnn, cifar-cnn, resnet8, lenet5, mobilenet-tiny; tiny-det for a detection dataset (default: mnist-cnn, or the --init run's model)",
       DEFAULTS.model,
     )
     .option(
@@ -147,6 +148,8 @@ export function trainCommand(): Command {
     const given = (k: keyof TrainFlags) => cmd.getOptionValueSource(k) === "cli";
     const fromFile = flags.resume ? {} : readConfigFile(flags.config, given("config"));
     const fromFlags = flagsToConfig(flags, given, fromFile);
+    // a YOLO-layout folder (data.yaml) makes it a detection run: tiny-det, mAP on val
+    if (await trainDetectorCli({ ...fromFile, ...fromFlags }, flags)) return;
     const named = fromFlags.from
       ? basename(fromFlags.from).replace(/\.onnx$/i, "")
       : (fromFlags.model ?? fromFile.model ?? DEFAULTS.model);

@@ -1,3 +1,5 @@
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { Command, Option } from "commander";
 import {
   DEFAULT_CONCURRENCY,
@@ -9,6 +11,9 @@ import {
   type Runtime,
   validateOnDevices,
 } from "../../devices/validate.js";
+import { validateDetectOnDevices } from "../../devices/validation/detect.js";
+import { formatDetectReport } from "../../devices/validation/detect-format.js";
+import { writeDetectReport } from "../../src/report/detect-report.js";
 import { count, optionalNumber, parseList, parseNumber, positiveInt } from "../args.js";
 import { deviceSelection, registryFile, tensorRtOnly } from "../device-flags.js";
 import { UsageError } from "../errors.js";
@@ -17,7 +22,10 @@ import { emit } from "../output.js";
 interface ValidateFlags {
   data: string;
   dataDir?: string;
-  split: "train" | "test";
+  split?: "train" | "val" | "test";
+  task?: "classify" | "detect";
+  detectSpec?: string;
+  html?: string;
   device?: string;
   all?: boolean;
   concurrency: string;
@@ -61,7 +69,24 @@ function withOptions(cmd: Command): Command {
     .argument("<model>", "the .onnx file")
     .requiredOption("--data <dataset>", "a named dataset (mnist, fashion-mnist, cifar10) or a path")
     .option("--data-dir <dir>", "folder searched first for a named dataset")
-    .addOption(new Option("--split <split>", "split of the data").choices(["train", "test"]).default("test"))
+    .addOption(
+      new Option("--split <split>", "split of the data (default: test; detect: val)").choices([
+        "train",
+        "val",
+        "test",
+      ]),
+    )
+    .addOption(
+      new Option(
+        "--task <task>",
+        "classify or detect (default: detect when --detect-spec is given or --data is a YOLO-layout folder or data.yaml)",
+      ).choices(["classify", "detect"]),
+    )
+    .option(
+      "--detect-spec <file>",
+      "detect: the head spec (JSON, docs/detection.md); default: inferred from the model's outputs",
+    )
+    .option("--html <file>", "detect: also write the HTML report (PR curves, drawn detections) to this file")
     .option("--device <names>", "device names or URIs, comma-separated (default: the default device)")
     .option("--all", "every registered device", false)
     .option("--concurrency <n>", "boards validated at once", String(DEFAULT_CONCURRENCY))
@@ -113,6 +138,10 @@ export function validateCommand(): Command {
     "validate a model on boards against the host and the fake-quant simulation: accuracy of each, drift, agreement, output and per-layer differences, latency, memory",
   );
   return withOptions(cmd).action(async (model: string, f: ValidateFlags, c: Command) => {
+    if (taskOf(f) === "detect") return validateDetect(model, f, c);
+    if (f.split === "val")
+      throw new UsageError("--split val: classification sets have train and test splits");
+    if (f.html) throw new UsageError("--html is for --task detect; classification reports: qat report");
     const maxDrift = optionalNumber(f.maxDrift, "--max-drift", { min: 0 });
     tensorRtOnly(f.runtime, {
       "--trtexec": f.trtexec !== undefined,
@@ -122,7 +151,7 @@ export function validateCommand(): Command {
       model,
       data: f.data,
       dataDir: f.dataDir,
-      split: f.split,
+      split: f.split ?? "test",
       limit: count(f.limit, "--limit"),
       devices: deviceSelection(f.device, f.all),
       registry: registryFile(c),
@@ -145,4 +174,46 @@ export function validateCommand(): Command {
       throw new ValidationFailed(`${formatFailures(result.report)}${limit}`);
     }
   });
+}
+
+/** Detect when asked, or when the spec or a YOLO-layout dataset says so. */
+function taskOf(f: ValidateFlags): "classify" | "detect" {
+  if (f.task) return f.task;
+  if (f.detectSpec) return "detect";
+  const d = f.data;
+  const yolo =
+    /\.ya?ml$/i.test(d) || (existsSync(d) && statSync(d).isDirectory() && existsSync(join(d, "data.yaml")));
+  return yolo ? "detect" : "classify";
+}
+
+/** `qat validate --task detect`: host vs boards in mAP, agreement and latency; optional JSON and HTML reports. */
+async function validateDetect(model: string, f: ValidateFlags, c: Command): Promise<void> {
+  const maxDrift = optionalNumber(f.maxDrift, "--max-drift", { min: 0 });
+  if (f.runtime !== "onnxruntime" || f.layers !== undefined || typeof f.simulation === "string")
+    throw new UsageError(
+      "--task detect runs ONNX Runtime on the boards; --runtime, --layers and --simulation are for classifiers",
+    );
+  const result = await validateDetectOnDevices({
+    model,
+    data: f.data,
+    split: f.split ?? "val",
+    limit: count(f.limit, "--limit"),
+    spec: f.detectSpec,
+    devices: deviceSelection(f.device, f.all),
+    registry: registryFile(c),
+    threads: f.threads === undefined ? undefined : positiveInt(f.threads, "--threads"),
+    maxDrift: maxDrift === undefined ? undefined : maxDrift / 100,
+    save: f.save,
+  });
+  if (f.html) writeDetectReport(result.report, f.html);
+  emit(f, formatDetectReport(result.report), result.report);
+  if (result.saved) process.stderr.write(`saved the report to ${result.saved}\n`);
+  if (f.html) process.stderr.write(`wrote the HTML report to ${f.html}\n`);
+  if (result.report.exceeded) {
+    const failed = result.report.rows.filter((r) => r.error).map((r) => r.device);
+    const limit = maxDrift !== undefined ? ` or lost more than ${maxDrift} pt mAP50-95 (--max-drift)` : "";
+    throw new ValidationFailed(
+      `some boards failed${limit}${failed.length ? `: failed ${failed.join(", ")}` : ""}`,
+    );
+  }
 }

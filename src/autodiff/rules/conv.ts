@@ -1,18 +1,21 @@
 import type { GradContext } from "../context.js";
 import type { RuleSet } from "../rule.js";
 import { type ConvGeometry, convGeometry, convWeightGrad, transposedPads } from "./conv-geometry.js";
+import { im2colWeightGrad } from "./conv-weight-grad.js";
 
 /**
  * Conv (any rank, strides, pads or auto_pad, dilations, groups incl. depthwise). Each gradient has a fast path
  * for the common case and a general one:
- * - dX: stride 1 and group 1 → a forward Conv of dY with the kernel flipped (flippedKernelInputGrad); otherwise
+ * - dX: stride 1 (any groups) → a forward Conv of dY with the kernel flipped (flippedKernelInputGrad); otherwise
  *   ConvTranspose(dY, W) with output_padding landing on X's size.
- * - dW: 2-D, stride 1, group 1 → im2col + one Gemm (im2colWeightGrad); otherwise a Conv of X with dY with the
- *   batch as the contraction (convWeightGrad).
+ * - dW: 2-D, group 1 (any stride) → im2col + one Gemm (im2colWeightGrad); otherwise a Conv of X with dY with the
+ *   batch as the contraction (convWeightGrad). (Depthwise dW by one-hot Conv windows, a broadcast Mul and a
+ *   ReduceSum was tried: on mobilenet-tiny's step its Mul over 9× the activations cost more than the grouped
+ *   Conv it replaced, bench/step-profile.ts.)
  * - dB = ΣdY over batch and space.
  * The im2col dW was measured 1.4–4.7× faster than the batch-contraction Conv at the layer shapes of mnist-cnn
  * and cifar-cnn (bench/engine/ops.ts): ORT runs forward Conv and Gemm with its best MLAS kernels, ConvTranspose
- * and a Conv whose "channels" are the batch less well. Both fast paths match PyTorch's gradients to 1e-4
+ * and a Conv whose "channels" are the batch less well. The fast paths match PyTorch's gradients to 1e-4
  * (test/train/torch-grads.test.ts).
  */
 export const convRules: RuleSet = {
@@ -48,11 +51,11 @@ export const convRules: RuleSet = {
 };
 
 /**
- * dX of a stride-1, group-1 Conv as a forward Conv: dX[i] = Σₖ dY[i + pb − d·k]·W[k] is a correlation of dY with
- * the kernel flipped along every spatial axis and its channel axes swapped ([M, C, k…] → [C, M, k…]), padded by
- * d·(k−1) − pb at the begin and d·(k−1) − pe at the end. Any spatial rank and dilation. Undefined (use
- * ConvTranspose) for strides > 1, groups, or a forward padding wider than the dilated kernel (the pads here would
- * be negative).
+ * dX of a stride-1 Conv as a forward Conv: dX[i] = Σₖ dY[i + pb − d·k]·W[k] is a correlation of dY with the kernel
+ * flipped along every spatial axis and its channel axes swapped within each group ([G·Mg, Cg, k…] →
+ * [G·Cg, Mg, k…]; depthwise kernels [C, 1, k…] only flip), padded by d·(k−1) − pb at the begin and d·(k−1) − pe
+ * at the end, with the forward's groups. Any spatial rank and dilation. Undefined (use ConvTranspose) for
+ * strides > 1 or a forward padding wider than the dilated kernel (the pads here would be negative).
  */
 function flippedKernelInputGrad(
   c: GradContext,
@@ -61,15 +64,25 @@ function flippedKernelInputGrad(
   geo: ConvGeometry,
   group: number,
 ): string | undefined {
-  if (group !== 1 || geo.strides.some((s) => s !== 1)) return undefined;
+  if (geo.strides.some((s) => s !== 1)) return undefined;
   const span = geo.kernel.map((k, i) => geo.dilations[i]! * (k - 1));
   const begin = span.map((s, i) => s - geo.padBegin[i]!);
   const end = span.map((s, i) => s - geo.padEnd[i]!);
   if ([...begin, ...end].some((p) => p < 0)) return undefined;
   const sp = geo.kernel.length;
   const spatialAxes = Array.from({ length: sp }, (_, i) => i + 2);
+  const ws = c.needShape(w, "the Conv gradient");
+  const [m, cg] = [ws[0]!, ws[1]!];
+  let swapped: string;
+  if (group === 1) swapped = c.op("Transpose", [w], { perm: [1, 0, ...spatialAxes] });
+  else if (cg === 1 && m === group) swapped = w;
+  else {
+    const split = c.op("Reshape", [w, c.int64s([group, m / group, cg, ...geo.kernel])]);
+    const moved = c.op("Transpose", [split], { perm: [0, 2, 1, ...spatialAxes.map((a) => a + 1)] });
+    swapped = c.op("Reshape", [moved, c.int64s([group * cg, m / group, ...geo.kernel])]);
+  }
   const flipped = c.op("Slice", [
-    c.op("Transpose", [w], { perm: [1, 0, ...spatialAxes] }),
+    swapped,
     c.int64s(new Array(sp).fill(-1)),
     c.int64s(new Array(sp).fill(-(2 ** 62))),
     c.int64s(spatialAxes),
@@ -79,58 +92,6 @@ function flippedKernelInputGrad(
     kernel_shape: geo.kernel,
     dilations: geo.dilations,
     pads: [...begin, ...end],
+    group,
   });
-}
-
-/**
- * Largest im2col matrix (elements) the fast dW path builds; beyond it (large batches or feature maps) dW uses
- * the Conv with the batch as contraction, which needs no such buffer. 2²⁶ float32 = 256 MB.
- */
-const IM2COL_MAX_ELEMENTS = 2 ** 26;
-
-/**
- * dW of a 2-D, stride-1, group-1 Conv by im2col and one Gemm: the k_h·k_w windows of the padded input (channels
- * first, [C, N, H', W']; window (i, j) starts at (i·d_h, j·d_w)) are stacked to cols [C·k_h·k_w, N·H_o·W_o], and
- * dW = dYᵀ [M, N·H_o·W_o] · colsᵀ, reshaped to [M, C, k_h, k_w]. Any pads (auto_pad resolved) and dilations.
- * Undefined (use convWeightGrad) for other ranks, strides > 1, groups, or an im2col matrix over
- * IM2COL_MAX_ELEMENTS.
- */
-function im2colWeightGrad(
-  c: GradContext,
-  x: string,
-  dy: string,
-  geo: ConvGeometry,
-  group: number,
-  ws: number[],
-): string | undefined {
-  if (ws.length !== 4 || group !== 1 || geo.strides.some((s) => s !== 1)) return undefined;
-  const [co, ci, kh, kw] = ws as [number, number, number, number];
-  const [ho, wo] = geo.outSize as [number, number];
-  const batch = c.shape(x)?.[0];
-  const perSample = ci * kh * kw * ho * wo;
-  if (perSample * (typeof batch === "number" ? batch : 1) > IM2COL_MAX_ELEMENTS) return undefined;
-  // with stride 1 the windows reach exactly the forward's own end padding
-  const padEnd = [0, 1].map(
-    (i) => geo.dilations[i]! * (geo.kernel[i]! - 1) + geo.outSize[i]! - geo.inSize[i]! - geo.padBegin[i]!,
-  );
-  if (padEnd.some((p) => p < 0)) return undefined;
-  const xt = c.op("Transpose", [x], { perm: [1, 0, 2, 3] });
-  const padded = [...geo.padBegin, ...padEnd].some((p) => p !== 0)
-    ? c.op("Pad", [xt, c.int64s([0, 0, geo.padBegin[0]!, geo.padBegin[1]!, 0, 0, padEnd[0]!, padEnd[1]!])])
-    : xt;
-  const cols: string[] = [];
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const [oi, oj] = [i * geo.dilations[0]!, j * geo.dilations[1]!];
-      const win =
-        kh * kw === 1
-          ? padded
-          : c.op("Slice", [padded, c.int64s([oi, oj]), c.int64s([oi + ho, oj + wo]), c.int64s([2, 3])]);
-      cols.push(kh * kw === 1 ? win : c.op("Unsqueeze", [win, c.int64s([1])]));
-    }
-  }
-  const stacked = cols.length === 1 ? cols[0]! : c.op("Concat", cols, { axis: 1 });
-  const col = c.op("Reshape", [stacked, c.int64s([ci * kh * kw, -1])]);
-  const dyt = c.op("Reshape", [c.op("Transpose", [dy], { perm: [1, 0, 2, 3] }), c.int64s([co, -1])]);
-  return c.op("Reshape", [c.op("Gemm", [dyt, col], { transB: 1 }), c.int64s([co, ci, kh, kw])]);
 }
