@@ -190,7 +190,7 @@ describe("deploy and validate over a socat pty pair", () => {
     const t = await serialDevice(native.pair, "pty-native", native.home);
     const s = await setupDevice(t);
     expect(s.changed).toBe(false);
-    expect(() => t.exec(["ls"])).rejects.toThrow(/runs no commands/);
+    await expect(t.exec(["ls"])).rejects.toThrow(/runs no commands/);
     const a = await deployModel(mnist, t, { name: "mnist-8.onnx" });
     expect(a.uploaded).toBe(true);
     expect(readFileSync(join(native.home, "models", a.sha256, "model.onnx")).equals(mnist)).toBe(true);
