@@ -3,13 +3,27 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import { DataError } from "../../src/data/errors.js";
 
 /** A fresh temporary folder; `done()` removes it. */
 export function tempDir(): { dir: string; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "qat-data-"));
   return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** For a test file: `dir()` makes a fresh temporary folder, removed after the test that made it. */
+export function tempDirPerTest(): () => string {
+  let made: ReturnType<typeof tempDir>[] = [];
+  afterEach(() => {
+    for (const t of made) t.done();
+    made = [];
+  });
+  return () => {
+    const t = tempDir();
+    made.push(t);
+    return t.dir;
+  };
 }
 
 /** Bytes of an NPY file (format 1.0 or 2.0) holding `values` as `descr` (e.g. "<f4", ">i2", "|u1"). */

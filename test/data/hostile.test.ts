@@ -18,17 +18,9 @@ import { decodeImage } from "../../src/data/image.js";
 import { openImageSet } from "../../src/data/image-set.js";
 import { DEFAULT_MAX_DECOMPRESSED, gunzipCapped } from "../../src/data/limits.js";
 import { readNpz } from "../../src/data/npz.js";
-import { npyBytes, tempDir, thrownDataError } from "./fixtures.js";
+import { npyBytes, tempDirPerTest, thrownDataError } from "./fixtures.js";
 
-let tmp: ReturnType<typeof tempDir> | undefined;
-afterEach(() => {
-  tmp?.done();
-  tmp = undefined;
-});
-const dir = () => {
-  tmp = tempDir();
-  return tmp.dir;
-};
+const dir = tempDirPerTest();
 
 function timed<T>(f: () => T): { value: T; ms: number } {
   const t0 = performance.now();

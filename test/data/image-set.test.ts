@@ -2,22 +2,14 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encode as encodePng } from "fast-png";
 import jpeg from "jpeg-js";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { openImageSet } from "../../src/data/image-set.js";
 import { resample } from "../../src/data/resample.js";
 import { DATA } from "../helpers/paths.js";
-import { tempDir, thrownDataError } from "./fixtures.js";
+import { tempDirPerTest, thrownDataError } from "./fixtures.js";
 
 const PHOTOS = join(DATA, "images");
-let tmp: ReturnType<typeof tempDir> | undefined;
-afterEach(() => {
-  tmp?.done();
-  tmp = undefined;
-});
-const dir = () => {
-  tmp = tempDir();
-  return tmp.dir;
-};
+const dir = tempDirPerTest();
 const all = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 function fill(ds: ReturnType<typeof openImageSet>, idx: number[], epoch?: number) {
