@@ -56,7 +56,6 @@ export async function exportDetector(source: string, out: string, o: DetectExpor
     threads: o.threads,
     data: tensorsAsDataset(val),
     limit: o.evalLimit,
-    thresholds: { agreement: 0 },
   });
   const opts = { stride: grid.stride, threads: o.threads || undefined };
   const int8 = await detectionMapOfModel(r.model, val, opts);

@@ -2,16 +2,21 @@ import { describe, expect, it } from "vitest";
 import { checkParity } from "../../src/export/parity.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
-import { f32 } from "../../src/onnx/tensor.js";
+import { f32, i64 } from "../../src/onnx/tensor.js";
 import { synthDataset } from "./fixtures.js";
 
-/** logits = x (+ offset): a 4-class "model" whose outputs are the raw 0–255 features. */
-function shifted(offset: number[] | undefined) {
+/**
+ * logits = x (+ offset): a 4-class "model" whose outputs are the raw 0–255 features; with `map`, the same values as
+ * a [batch, 4, 1] map (a regressor's or detector's layout, not a classifier's).
+ */
+function shifted(offset: number[] | undefined, map = false) {
   const g = new Graph();
   g.inputs = [{ name: "x", dtype: "float32", shape: ["batch", 4] }];
-  g.outputs = [{ name: "logits", dtype: "float32", shape: ["batch", 4] }];
-  if (offset) g.op("Add", ["x", g.constant("offset", f32([4], offset))], {}, { output: "logits" });
-  else g.op("Identity", ["x"], {}, { output: "logits" });
+  const y = map ? "logits.flat" : "logits";
+  if (offset) g.op("Add", ["x", g.constant("offset", f32([4], offset))], {}, { output: y });
+  else g.op("Identity", ["x"], {}, { output: y });
+  if (map) g.op("Unsqueeze", [y, g.constant("axes", i64([1], [2]))], {}, { output: "logits" });
+  g.outputs = [{ name: "logits", dtype: "float32", shape: map ? ["batch", 4, 1] : ["batch", 4] }];
   return modelOf(g);
 }
 
@@ -46,5 +51,20 @@ describe("parity check", () => {
     expect(r.outputs[0]!.withinOneStep).toBeCloseTo(0.75, 10);
     expect(r.passed).toBe(false);
     expect(r.failures.join("\n")).toMatch(/output 'logits': 75\.000% of values within one quantization step/);
+  });
+
+  it("asks top-1 agreement only of a [batch, classes] first output", async () => {
+    const opts = { data: ds, threads: 1, thresholds: { agreement: 1 } };
+    const cls = await checkParity(shifted([0, 0, 0, 3 * step]), shifted(undefined), opts);
+    expect(cls.thresholds.agreement).toBe(1);
+    expect(cls.agreement).toBeLessThan(1);
+    expect(cls.failures.join("\n")).toMatch(/output 'logits': top-1 agreement/);
+    const map = await checkParity(shifted([0, 0, 0, 3 * step], true), shifted(undefined, true), opts);
+    expect(map.agreement).toBe(cls.agreement); // still measured and reported
+    expect(map.thresholds.agreement).toBe(0);
+    expect(map.failures.join("\n")).not.toMatch(/top-1 agreement/);
+    expect(map.failures.join("\n")).toMatch(
+      /output 'logits': 75\.000% of values within one quantization step/,
+    );
   });
 });

@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkParity } from "../../src/export/parity.js";
 import { importModel } from "../../src/nn/import/importer.js";
-import { decodeModel, loadModel, modelOf } from "../../src/onnx/codec.js";
+import { decodeModel, modelOf } from "../../src/onnx/codec.js";
 import { WORKING_OPSET } from "../../src/onnx/opset/working.js";
 import { toFloat32 } from "../../src/onnx/tensor.js";
 import { openQuantizeData } from "../../src/pipeline/quantize/data.js";
-import { exportCandidate, parityThresholds } from "../../src/pipeline/quantize/export-stage.js";
+import { exportCandidate, PARITY_THRESHOLDS } from "../../src/pipeline/quantize/export-stage.js";
 import { calibrate } from "../../src/quant/calibrate.js";
 import { placeQuant } from "../../src/quant/placement.js";
 import { applyQuant } from "../../src/quant/prepare.js";
@@ -87,14 +87,11 @@ describe("quantize export parity on BlazeFace", () => {
       limit: 32,
       batchSize: 1, // the file declares the original's batch of 1
       threads: 1,
-      thresholds: parityThresholds(loadModel(MODEL)),
+      thresholds: PARITY_THRESHOLDS,
     });
     expect(bad.passed).toBe(false);
     expect(bad.failures.join(" ")).toMatch(/SQNR against the simulation/);
+    // BlazeFace's first output is [1, 512, 1]: no top-1 agreement is asked of it (test/export/parity.test.ts)
+    expect(bad.thresholds.agreement).toBe(0);
   }, 60_000);
-
-  it("asks top-1 agreement only of a [batch, classes] first output", () => {
-    expect(parityThresholds(loadModel(MODEL)).agreement).toBe(0);
-    expect(parityThresholds(loadModel(join(MODELS, "mnist-8.onnx"))).agreement).toBeUndefined();
-  });
 });
