@@ -139,7 +139,10 @@ export async function chooseMixedPrecision(
   };
 }
 
-/** The cheapest move per point lost: raise a layer below 8 bits to 8, or a layer at ≥ 8 bits to float. */
+/**
+ * The cheapest move per point lost: raise a layer below 8 bits to 8, or a layer at ≥ 8 bits to float. The last
+ * quantized layer is never moved to float: a model with every layer in float is not a quantized model.
+ */
 function nextMove(
   bitsOf: Map<string, number>,
   keepFloat: string[],
@@ -147,9 +150,11 @@ function nextMove(
   loss: Map<string, number>,
 ): Omit<PrecisionChange, "sensitivity" | "metric"> | undefined {
   let best: (Omit<PrecisionChange, "sensitivity" | "metric"> & { price: number }) | undefined;
+  const stillQuantized = [...bitsOf].filter(([l, b]) => !keepFloat.includes(l) && b < FLOAT_BITS).length;
   for (const [layer, from] of bitsOf) {
     if (keepFloat.includes(layer) || from >= FLOAT_BITS) continue;
     const to = from < 8 ? 8 : FLOAT_BITS;
+    if (to === FLOAT_BITS && stillQuantized <= 1) continue;
     const params = size.get(layer)!;
     const costBits = params * (to - from);
     // a layer that loses nothing on its own is still raised, last (its loss may come from interactions)

@@ -154,4 +154,23 @@ describe("chooseMixedPrecision", () => {
       }),
     ).rejects.toThrow(MixedPrecisionError);
   });
+
+  test("an unreachable target raises every layer it can, but the last quantized one never goes to float", {
+    timeout: 60_000,
+  }, async () => {
+    const net = sensitiveNet();
+    const ref = await outputsOf(net);
+    const metric = async (c: Candidate) => sqnr(ref, await outputsOf(c.net));
+    const r = await chooseMixedPrecision(net, data, metric, {
+      preset: "ort-cpu",
+      target: 1e9,
+      calibrationBatches: 1,
+      threads: 1,
+    });
+    expect(r.meetsTarget).toBe(false);
+    expect(r.keepFloat).toHaveLength(2);
+    expect(r.changes.every((c) => c.to === 32)).toBe(true);
+    const { placeQuant } = await import("../../src/quant/placement.js");
+    expect(placeQuant(net, r.qconfig).weights).toHaveLength(1);
+  });
 });

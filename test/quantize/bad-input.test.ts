@@ -1,7 +1,8 @@
 /**
  * Bad input to `qat quantize`: each gets one clear message, exit 2, and nothing written (the --out folder is not
- * even created). A model with an op qat cannot train through is not bad input: PTQ is done, the QAT stage is
- * skipped with the op and node named.
+ * even created). A model with an op qat cannot train through is bad input only when distillation is asked for by
+ * name (--stages): then it is refused the same way, naming the op and offering PTQ; with the default stages PTQ is
+ * done and the QAT stage is skipped with the op and node named.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -78,15 +79,28 @@ describe("a model with an op qat cannot train through", () => {
   const model = writeEluModel(join(tmp, "elu-net.onnx"));
   const images = writeImages(join(tmp, "elu-images"), 30, 24, 5);
 
-  it("is quantized post-training (the layer before the op too); QAT is skipped naming the op and node", async () => {
+  it("asked to distill by name: exit 2 before any work, the op and node named, PTQ offered", () => {
+    refused(
+      [model, "--data", images, "--stages", "distill"],
+      join(tmp, "elu-asked"),
+      /QAT by distillation was asked for, but qat cannot train through Elu \('elu1'\).*post-training: --stages better-ptq,mixed-precision/,
+    );
+    refused(
+      [model, "--data", images, "--stages", "better-ptq,distill"],
+      join(tmp, "elu-asked-2"),
+      /post-training: --stages better-ptq \(/,
+    );
+  });
+
+  it("default stages: quantized post-training (the layer before the op too); QAT skipped naming the op and node", async () => {
     const r = await quantizeModel({
       model,
       data: images,
       out: join(tmp, "elu-out"),
       maxDrop: 0, // cosine of a quantized map is never exactly 1: every stage allowed is tried
-      stages: ["distill"],
       evalSamples: 64,
       calibrationSamples: 64,
+      adaroundIterations: 20,
       threads: 2,
     });
     expect(r.metric.labelled).toBe(false);
@@ -96,6 +110,7 @@ describe("a model with an op qat cannot train through", () => {
     expect(distill.changed).toMatch(/Elu \('elu1'\)/);
     const ptq = r.stages.find((s) => s.stage === "ptq")!;
     expect(ptq.changed).toMatch(/^3 weights/); // conv1 sits behind Elu (frozen for training) and is quantized
+    expect(r.stages.find((s) => s.stage === "better-ptq")!.status).not.toBe("skipped");
     expect(r.withinBudget).toBe(false);
     expect(existsSync(r.files.model)).toBe(true); // the best model is kept
   }, 300_000);
@@ -108,15 +123,15 @@ describe("a model with an op qat cannot train through", () => {
       images,
       "--max-drop",
       "0",
-      "--stages",
-      "distill",
+      "--adaround-iterations",
+      "20",
       "--out",
       out,
       ...quick,
       "--json",
     ]);
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/qat: error: the budget of 0 pt was not reached: the best model \(stage ptq\)/);
+    expect(r.stderr).toMatch(/qat: error: the budget of 0 pt was not reached: the best model \(stage [a-z-]+\)/);
     expect(r.stderr).toMatch(/warning: qat cannot train through Elu/);
     const json = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
     expect(json.withinBudget).toBe(false);

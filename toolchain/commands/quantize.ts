@@ -27,7 +27,7 @@ interface QuantizeFlags {
   std?: string;
   layout?: "nchw" | "nhwc";
   out?: string;
-  stages: string;
+  stages?: string;
   evalSamples: string;
   calibrationSamples: string;
   adaroundIterations: string;
@@ -117,8 +117,7 @@ export function quantizeCommand(): Command {
     )
     .option(
       "--stages <list>",
-      `optional stages the run may use after PTQ (${OPTIONAL_STAGES.join(",")}); leave one out to never use it`,
-      OPTIONAL_STAGES.join(","),
+      `optional stages the run may use after PTQ (default ${OPTIONAL_STAGES.join(",")}); leave one out to never use it`,
     )
     .option("--eval-samples <n>", "held-out samples the metric is measured on", "1000")
     .option("--calibration-samples <n>", "calibration and training samples", "1024")
@@ -139,7 +138,10 @@ export function quantizeCommand(): Command {
         preset: f.preset,
         maxDrop: parseNumber(f.maxDrop, "--max-drop", { min: 0 }),
         out,
-        stages: parseList(f.stages, "--stages", (v, flag) => parseChoice(v, flag, OPTIONAL_STAGES)),
+        stages:
+          f.stages === undefined
+            ? undefined
+            : parseList(f.stages, "--stages", (v, flag) => parseChoice(v, flag, OPTIONAL_STAGES)),
         evalSamples: positiveInt(f.evalSamples, "--eval-samples"),
         calibrationSamples: positiveInt(f.calibrationSamples, "--calibration-samples"),
         adaroundIterations: positiveInt(f.adaroundIterations, "--adaround-iterations"),

@@ -28,6 +28,7 @@ export async function layerErrors(
   const values = layers
     .map((l) => l.value)
     .filter((v): v is string => !!v && quant.eval.nodes.some((n) => n.outputs.includes(v)));
+  if (!values.length) return [];
   const tap = (g: Graph) => {
     const c = cloneGraph(g);
     const have = new Set(c.outputs.map((o) => o.name));

@@ -51,6 +51,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeResu
     throw new QuantizeError(`the accepted drop must be a number of points ≥ 0, got ${maxDrop}`);
   const run = await prepare(opts);
   const { net, report, data, evaluator } = run;
+  refuseUntrainable(report, opts);
   const stages = new StageLog(() => run.reference, maxDrop, opts.log ?? (() => {}));
   await stages.run("reference", async () => {
     const m = await evaluator.measure(net.eval);
@@ -211,6 +212,23 @@ async function runStages(
     await keep("mixed-precision", () => mixedPrecisionStage(ptqNet, qconfig, mpCtx));
   }
   return { best: best ?? ptq, warnings };
+}
+
+/**
+ * Distillation asked for by name (`stages` given and holding "distill") on a model with an op qat cannot train
+ * through is a request that cannot be served: refused before any work, naming the op and offering PTQ. With the
+ * default stages the run goes on post-training only and says why (runStages' warnings).
+ */
+function refuseUntrainable(report: ImportReport, opts: QuantizeOptions): void {
+  const blocking = report.opsKeptInFloat.filter((o) => o.blocking);
+  if (!blocking.length || !opts.stages?.includes("distill")) return;
+  const ops = blocking.map((o) => `${o.opType} (${o.nodes.map((n) => `'${n}'`).join(", ")})`).join(", ");
+  const ptqOnly = opts.stages.filter((s) => s !== "distill");
+  throw new QuantizeError(
+    `QAT by distillation was asked for, but qat cannot train through ${ops} in ${opts.model}. ` +
+      `It can still be quantized post-training: --stages ${(ptqOnly.length ? ptqOnly : ["better-ptq", "mixed-precision"]).join(",")}` +
+      " (or leave --stages out: the run then skips distillation and says so)",
+  );
 }
 
 /**
