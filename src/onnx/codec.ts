@@ -350,11 +350,15 @@ function encodeValueInfo(v: ValueInfo): Msg {
   return out;
 }
 
-/** A fresh model around a graph, at qat's working opset. */
+/**
+ * A fresh model around a graph, at qat's working opset. Domains the graph's nodes use (com.microsoft contrib ops
+ * in training steps) are imported at version 1 unless `opsets` names them.
+ */
 export function modelOf(graph: Graph, opsets: Record<string, number> = { "": 17 }, producer = "qat"): Model {
+  const used = new Set(graph.nodes.map((n) => n.domain).filter((d) => d && !(d in opsets)));
   return {
     irVersion: 8,
-    opsets,
+    opsets: used.size ? { ...opsets, ...Object.fromEntries([...used].map((d) => [d, 1])) } : opsets,
     producerName: producer,
     producerVersion: "0.1.0",
     domain: "",

@@ -80,8 +80,8 @@ test("a CNN with a symbolic batch: loss and every parameter gradient in one run"
 });
 
 // The zoo's mnist-cnn (symbolic batch, ReLU + MaxPool2) as the trainer builds it: its backward pass must take the
-// fast ways of the Conv and MaxPool rules (no ConvTranspose, no MaxPool Indices/ScatterElements; dW by Gemm). Its
-// gradients are compared with PyTorch's in test/train/torch-grads.test.ts.
+// fast ways of the Conv and MaxPool rules (no ConvTranspose, no MaxPool Indices/ScatterElements; dW by the one-hot
+// Conv and one FusedMatMul). Its gradients are compared with PyTorch's in test/train/torch-grads.test.ts.
 test("mnist-cnn's gradient graph uses the fast Conv and MaxPool ways", () => {
   const { model } = buildGradientGraph(zooModel("mnist-cnn"));
   const ops = model.graph.nodes.map((n) => n.opType);
@@ -91,6 +91,8 @@ test("mnist-cnn's gradient graph uses the fast Conv and MaxPool ways", () => {
     true,
   );
   // conv1's and conv2's weight gradients
-  const convGrads = model.graph.nodes.filter((n) => n.opType === "Gemm" && /^conv[12]_grad/.test(n.name));
+  const convGrads = model.graph.nodes.filter(
+    (n) => n.opType === "FusedMatMul" && n.domain === "com.microsoft" && /^conv[12]_grad/.test(n.name),
+  );
   expect(convGrads.length).toBe(2);
 });

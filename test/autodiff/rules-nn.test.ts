@@ -1,5 +1,8 @@
 import { describe, expect, test } from "vitest";
-import { appendBackward } from "../../src/autodiff/index.js";
+import { appendBackward, registerGradientRule } from "../../src/autodiff/index.js";
+import { convRules } from "../../src/autodiff/rules/conv.js";
+import { convGeometry } from "../../src/autodiff/rules/conv-geometry.js";
+import { onehotWeightGrad } from "../../src/autodiff/rules/conv-weight-grad.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { Graph } from "../../src/onnx/ir.js";
 import { f32, tensor } from "../../src/onnx/tensor.js";
@@ -18,29 +21,36 @@ const TOL64 = 1e-6;
 type Attrs = Record<string, number | number[] | string>;
 
 // Which way the Conv rule computes each gradient, read off the backward ops: dX by a forward Conv with the flipped
-// kernel ("flip", stride 1) or by ConvTranspose ("transpose"); dW by im2col + Gemm ("gemm", 2-D, group 1) or by a
-// Conv with the batch as contraction ("conv"); "-" when that gradient is not requested.
-type ConvPaths = [dx: "flip" | "transpose" | "-", dw: "gemm" | "conv" | "-"];
+// kernel ("flip", stride 1) or by ConvTranspose ("transpose"); dW by a one-hot grouped Conv + FusedMatMul
+// ("onehot", group 1), by FusedMatMul of dY with x itself ("direct", 1×1 stride 1 unpadded, group 1), or by a Conv
+// with the batch as contraction ("conv"); "-" when that gradient is not requested.
+type ConvPaths = [dx: "flip" | "transpose" | "-", dw: "onehot" | "direct" | "conv" | "-"];
 
 function expectConvPaths(ops: string[], [dx, dw]: ConvPaths): void {
   if (dx !== "-") expect(ops.includes("ConvTranspose"), `dX by ${dx}`).toBe(dx === "transpose");
   else expect(ops).not.toContain("ConvTranspose");
-  if (dw !== "-") {
-    expect(ops.includes("Gemm"), `dW by ${dw}`).toBe(dw === "gemm");
-  } else expect(ops).not.toContain("Gemm");
+  expect(ops, "no im2col by Slices and Gemm").not.toContain("Gemm");
+  // Convs beyond dX's own flipped-kernel Conv belong to dW
+  const dwConvs = ops.filter((o) => o === "Conv").length - (dx === "flip" ? 1 : 0);
+  const fused = ops.includes("FusedMatMul");
+  if (dw === "onehot") expect([dwConvs, fused], "dW by onehot").toEqual([1, true]);
+  else if (dw === "direct")
+    expect([dwConvs, fused, ops.includes("Concat")], "dW by direct").toEqual([0, true, false]);
+  else if (dw === "conv") expect([dwConvs, fused], "dW by conv").toEqual([1, false]);
+  else expect([dwConvs, fused], "no dW").toEqual([0, false]);
 }
 
 describe("Conv", () => {
   // [name, x dims, w dims, attributes, bias, expected paths, which inputs are checked (default all)]
   const cases: [string, number[], number[], Attrs, boolean, ConvPaths, ("x" | "w")[]?][] = [
-    ["3×3 pad 1", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, ["flip", "gemm"]],
+    ["3×3 pad 1", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, ["flip", "onehot"]],
     [
       "stride 2 on an odd size (output_padding needed)",
       [2, 2, 7, 7],
       [3, 2, 3, 3],
       { strides: [2, 2], pads: [1, 1, 1, 1] },
       true,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
     [
       "stride 2, no pad, size not covered exactly",
@@ -48,7 +58,7 @@ describe("Conv", () => {
       [3, 2, 3, 3],
       { strides: [2, 2] },
       false,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
     [
       "dilation 2, stride 2, asymmetric pads",
@@ -56,7 +66,7 @@ describe("Conv", () => {
       [2, 2, 3, 2],
       { dilations: [2, 2], strides: [2, 1], pads: [2, 0, 1, 1] },
       true,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
     ["groups 2", [2, 4, 5, 5], [6, 2, 3, 3], { group: 2, pads: [1, 1, 1, 1] }, true, ["flip", "conv"]],
     [
@@ -83,18 +93,25 @@ describe("Conv", () => {
       false,
       ["flip", "conv"],
     ],
-    ["1×1 stride 2", [2, 3, 5, 5], [4, 3, 1, 1], { strides: [2, 2] }, true, ["transpose", "gemm"]],
+    ["1×1 stride 2", [2, 3, 5, 5], [4, 3, 1, 1], { strides: [2, 2] }, true, ["transpose", "onehot"]],
     [
       "auto_pad SAME_UPPER stride 2",
       [1, 2, 7, 6],
       [2, 2, 3, 3],
       { auto_pad: "SAME_UPPER", strides: [2, 2] },
       false,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
-    ["auto_pad SAME_LOWER", [1, 2, 5, 5], [2, 2, 2, 2], { auto_pad: "SAME_LOWER" }, false, ["flip", "gemm"]],
-    ["1-D", [2, 3, 11], [4, 3, 3], { strides: [2], pads: [1, 0] }, true, ["transpose", "conv"]],
-    ["1×1", [2, 5, 4, 4], [3, 5, 1, 1], {}, true, ["flip", "gemm"]],
+    [
+      "auto_pad SAME_LOWER",
+      [1, 2, 5, 5],
+      [2, 2, 2, 2],
+      { auto_pad: "SAME_LOWER" },
+      false,
+      ["flip", "onehot"],
+    ],
+    ["1-D", [2, 3, 11], [4, 3, 3], { strides: [2], pads: [1, 0] }, true, ["transpose", "onehot"]],
+    ["1×1", [2, 5, 4, 4], [3, 5, 1, 1], {}, true, ["flip", "direct"]],
     // fast paths specifically
     [
       "stride 1, 3×2 kernel, asymmetric pads",
@@ -102,16 +119,16 @@ describe("Conv", () => {
       [4, 3, 3, 2],
       { pads: [2, 0, 1, 1] },
       true,
-      ["flip", "gemm"],
+      ["flip", "onehot"],
     ],
-    ["stride 1, no padding", [2, 2, 6, 7], [3, 2, 3, 3], {}, false, ["flip", "gemm"]],
+    ["stride 1, no padding", [2, 2, 6, 7], [3, 2, 3, 3], {}, false, ["flip", "onehot"]],
     [
       "stride 1, dilation (2, 3)",
       [2, 2, 8, 9],
       [3, 2, 3, 2],
       { dilations: [2, 3], pads: [2, 1, 3, 2] },
       true,
-      ["flip", "gemm"],
+      ["flip", "onehot"],
     ],
     [
       "stride 1, 1×1 with pads",
@@ -119,7 +136,7 @@ describe("Conv", () => {
       [2, 3, 1, 1],
       { pads: [1, 0, 0, 2] },
       false,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
     [
       "stride 1, pads wider than the kernel (dX falls back)",
@@ -127,19 +144,21 @@ describe("Conv", () => {
       [2, 2, 2, 2],
       { pads: [2, 2, 2, 2] },
       true,
-      ["transpose", "gemm"],
+      ["transpose", "onehot"],
     ],
-    ["stride 1, 1-D (dW falls back)", [2, 3, 11], [4, 3, 3], { pads: [1, 2] }, true, ["flip", "conv"]],
+    ["stride 1, 1-D", [2, 3, 11], [4, 3, 3], { pads: [1, 2] }, true, ["flip", "onehot"]],
     [
-      "stride 1, 3-D (dW falls back)",
+      "stride 1, 3-D",
       [1, 2, 4, 5, 4],
       [2, 2, 2, 3, 2],
       { pads: [1, 1, 0, 0, 1, 1] },
       false,
-      ["flip", "conv"],
+      ["flip", "onehot"],
     ],
+    ["1×1, dW only", [2, 4, 3, 5], [6, 4, 1, 1], {}, false, ["-", "direct"], ["w"]],
+    ["1×1, 1-D", [2, 3, 7], [2, 3, 1], {}, true, ["flip", "direct"]],
     ["3×3 pad 1, dX only", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, false, ["flip", "-"], ["x"]],
-    ["3×3 pad 1, dW only", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, false, ["-", "gemm"], ["w"]],
+    ["3×3 pad 1, dW only", [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, false, ["-", "onehot"], ["w"]],
   ];
   for (const [name, xd, wd, attrs, bias, paths, checked] of cases) {
     test(name, async () => {
@@ -162,7 +181,7 @@ describe("Conv", () => {
   }
 });
 
-test("Conv: dW falls back to the batch-contraction Conv when the im2col matrix would be too large", () => {
+test("Conv: dW falls back to the batch-contraction Conv when the window matrix would be too large", () => {
   // 64·3·3 × 4096·32·32 ≈ 2.4e9 elements > IM2COL_MAX_ELEMENTS (2^26); only the emitted ops are inspected
   const g = new Graph();
   g.inputs.push({ name: "x", dtype: "float32", shape: [4096, 64, 32, 32] });
@@ -175,6 +194,47 @@ test("Conv: dW falls back to the batch-contraction Conv when the im2col matrix w
     g.nodes.slice(before).map((n) => n.opType),
     ["flip", "conv"],
   );
+});
+
+// The one-hot dW also handles grouped and depthwise Convs (bench/engine/ops.ts times it there against the
+// batch-contraction Conv the rule keeps for them): checked through a Conv rule that computes dW by it alone.
+describe("Conv: one-hot dW of grouped Convs", () => {
+  const cases: [string, number[], number[], Attrs][] = [
+    ["groups 2", [2, 4, 5, 5], [6, 2, 3, 3], { group: 2, pads: [1, 1, 1, 1] }],
+    ["depthwise, stride 2", [2, 3, 7, 7], [3, 1, 3, 3], { group: 3, strides: [2, 2], pads: [1, 1, 1, 1] }],
+    [
+      "depthwise, multiplier 2, dilation 2",
+      [2, 2, 7, 6],
+      [4, 1, 3, 2],
+      { group: 2, dilations: [2, 1], pads: [2, 1, 1, 0] },
+    ],
+  ];
+  for (const [name, xd, wd, attrs] of cases) {
+    test(name, async () => {
+      registerGradientRule(
+        "Conv",
+        (c) => {
+          const ws = c.needShape(c.x(1));
+          const geo = convGeometry(c, c.x(0), c.y(), ws.slice(2));
+          return [undefined, onehotWeightGrad(c, c.x(0), c.dy()!, geo, c.int("group", 1), ws), undefined];
+        },
+        { replace: true },
+      );
+      try {
+        const r = await expectGradOk(
+          {
+            inputs: { x: { dims: xd, wrt: false }, w: { dims: wd } },
+            build: (g) => g.op("Conv", ["x", "w"], attrs),
+            dtype: "float32",
+          },
+          TOL32,
+        );
+        expect(r.backwardOps.filter((o) => o === "Conv").length).toBe(1);
+      } finally {
+        registerGradientRule("Conv", convRules.Conv!, { replace: true });
+      }
+    });
+  }
 });
 
 describe("ConvTranspose", () => {

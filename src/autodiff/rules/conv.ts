@@ -1,22 +1,25 @@
 import type { GradContext } from "../context.js";
 import type { RuleSet } from "../rule.js";
 import { type ConvGeometry, convGeometry, convWeightGrad, transposedPads } from "./conv-geometry.js";
-import { im2colWeightGrad } from "./conv-weight-grad.js";
+import { weightGrad } from "./conv-weight-grad.js";
 
 /**
  * Conv (any rank, strides, pads or auto_pad, dilations, groups incl. depthwise). Each gradient has a fast path
  * for the common case and a general one:
  * - dX: stride 1 (any groups) → a forward Conv of dY with the kernel flipped (flippedKernelInputGrad); otherwise
  *   ConvTranspose(dY, W) with output_padding landing on X's size.
- * - dW: 2-D, group 1 (any stride) → im2col + one Gemm (im2colWeightGrad); otherwise a Conv of X with dY with the
- *   batch as the contraction (convWeightGrad). (Depthwise dW by one-hot Conv windows, a broadcast Mul and a
+ * - dW: group 1 → weightGrad (conv-weight-grad.ts): a 1×1 stride-1 unpadded kernel by one FusedMatMul of dY with
+ *   x itself, any other by a one-hot grouped Conv that lays the windows of x out as [N, C·K, P] and one batched
+ *   FusedMatMul with dY; grouped convs, or a window matrix over IM2COL_MAX_ELEMENTS, by a Conv of X with dY with
+ *   the batch as the contraction (convWeightGrad). (Depthwise dW by one-hot Conv windows, a broadcast Mul and a
  *   ReduceSum was tried: on mobilenet-tiny's step its Mul over 9× the activations cost more than the grouped
  *   Conv it replaced, bench/step-profile.ts.)
  * - dB = ΣdY over batch and space.
- * The im2col dW was measured 1.4–4.7× faster than the batch-contraction Conv at the layer shapes of mnist-cnn
- * and cifar-cnn (bench/engine/ops.ts): ORT runs forward Conv and Gemm with its best MLAS kernels, ConvTranspose
- * and a Conv whose "channels" are the batch less well. The fast paths match PyTorch's gradients to 1e-4
- * (test/train/torch-grads.test.ts).
+ * The one-hot dW replaced im2col by Transpose + Pad + k_h·k_w Slices + Concat + Gemm, which it beat 1.1–2.8× at
+ * the layer shapes of cifar-cnn, resnet8 and mobilenet-tiny (bench/engine/ops.ts --sections dw; whole float steps
+ * of cifar-cnn and resnet8 took 0.84–0.86× the time, --sections step); ORT runs forward
+ * Conv and Gemm/MatMul with its best MLAS kernels, ConvTranspose and a Conv whose "channels" are the batch less
+ * well. The fast paths match PyTorch's gradients to 1e-4 (test/train/torch-grads.test.ts).
  */
 export const convRules: RuleSet = {
   Conv: (c) => {
@@ -42,8 +45,7 @@ export const convRules: RuleSet = {
       }
     }
     if (c.needs(1)) {
-      out[1] =
-        im2colWeightGrad(c, x, dy, geo, group, ws) ?? convWeightGrad(c, x, dy, geo, group, ws[1]! * group);
+      out[1] = weightGrad(c, x, dy, geo, group, ws) ?? convWeightGrad(c, x, dy, geo, group, ws[1]! * group);
     }
     if (c.needs(2) && b) out[2] = c.reduceSum(dy, [0, ...kernel.map((_, i) => i + 2)], false);
     return out;
