@@ -16,7 +16,7 @@ import { prependNormalization } from "../src/nn/normalize.js";
 import { zooModel } from "../src/nn/zoo.js";
 import { encodeModel } from "../src/onnx/codec.js";
 import { QatTraining } from "../src/quant/qat-train.js";
-import { type SessionOptions, toOrt } from "../src/runtime/session.js";
+import { ortSessionOptions, type SessionOptions, toOrt } from "../src/runtime/session.js";
 import { buildTrainingStep, type TrainingStep } from "../src/train/step.js";
 import { randomImages, stepBatches } from "./random-data.js";
 
@@ -42,10 +42,9 @@ export async function profileTrainingStep(
   opts: SessionOptions,
 ): Promise<OpProfile> {
   const prefix = `/tmp/qat-step-profile-${process.pid}-${Date.now()}`;
+  // the options training uses (QAT: level "basic", no QDQ rewrites), plus profiling
   const session = await ort.InferenceSession.create(encodeModel(step.model), {
-    intraOpNumThreads: opts.threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: opts.optimization ?? "all",
+    ...ortSessionOptions(opts),
     enableProfiling: true,
     profileFilePrefix: prefix,
   });

@@ -6,9 +6,12 @@ import { f32, i64 } from "../onnx/tensor.js";
  *   folded weight  w_f = w · f            (what is quantized and deployed)
  *   folded bias    b_f = β + (b − μ) · f  (b = 0 when the conv has none)
  * so Conv(x, w_f, b_f) = BN(Conv(x, w, b)) with BN in inference mode. During QAT with batch statistics the conv
- * runs on the quantized folded weight and its output is divided by f again before BatchNormalization normalises
- * with the batch's statistics (the batch-statistics correction: the same weights as deployment, the gradient and
- * the running statistics of training-mode BN); once statistics are frozen the folded form above is used.
+ * output made from the quantized folded weight is divided by f again, the bias added, and BatchNormalization
+ * normalises with the batch's statistics (the batch-statistics correction: the same weights as deployment, the
+ * gradient and the running statistics of training-mode BN); once statistics are frozen the folded form above is
+ * used. The division is done on the weight, Conv(x, q(w_f) / f, b) = Conv(x, q(w_f)) / f + b, since each output
+ * channel of a Conv is linear in that channel's weights: the same function (up to float rounding) at the cost of
+ * a pass over the weight instead of one over the activation, forward and backward.
  * The nodes are emitted into the graph, so the fold follows γ, β, w and the running statistics as they train.
  */
 export interface BnRef {
@@ -48,15 +51,38 @@ export function perChannel(g: Graph, v: string, trailing: number, prefix: string
   return g.op("Unsqueeze", [v, axes], {}, { name: `${prefix}.unsqueeze` });
 }
 
-export function foldedWeight(g: Graph, w: string, factor: string, rank: number, prefix: string): string {
+/** f as [C, 1, …] against a weight of `rank` whose output channels come first. */
+export function weightFactor(g: Graph, factor: string, rank: number, prefix: string): string {
+  return perChannel(g, factor, rank - 1, `${prefix}.wf`);
+}
+
+/** w · f per output channel; `broadcast` is f from `weightFactor` when the caller has it already. */
+export function foldedWeight(
+  g: Graph,
+  w: string,
+  factor: string,
+  rank: number,
+  prefix: string,
+  broadcast = weightFactor(g, factor, rank, prefix),
+): string {
   return g.op(
     "Mul",
-    [w, perChannel(g, factor, rank - 1, `${prefix}.wf`)],
+    [w, broadcast],
     {},
     {
       name: `${prefix}.fold_weight`,
       output: g.uniqueName(`${prefix}.weight_folded`),
     },
+  );
+}
+
+/** The (quantized) folded weight divided by f again, `broadcast` from `weightFactor`: Conv(x, it) = Conv(x, w)/f. */
+export function unfoldedWeight(g: Graph, wq: string, broadcast: string, prefix: string): string {
+  return g.op(
+    "Div",
+    [wq, broadcast],
+    {},
+    { name: `${prefix}.unfold_weight`, output: g.uniqueName(`${prefix}.weight_unfolded`) },
   );
 }
 

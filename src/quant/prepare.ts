@@ -2,7 +2,7 @@ import type { NetModel } from "../nn/model.js";
 import { cloneGraph, type Graph, type Node, sortGraph } from "../onnx/ir.js";
 import { inferShapes } from "../onnx/shapes.js";
 import { type Tensor, tensor } from "../onnx/tensor.js";
-import { type BnRef, foldedBias, foldedWeight, foldFactor, perChannel } from "./bn-fold.js";
+import { type BnRef, foldedBias, foldedWeight, foldFactor, unfoldedWeight, weightFactor } from "./bn-fold.js";
 import { emitFakeQuant, type FakeQuantSpec, lowerFakeQuant } from "./fake-quant.js";
 import { type ObservedValues, observeActivation, observeWeight } from "./observe-graph.js";
 import { type Placement, pruneDead, type WeightPoint } from "./placement.js";
@@ -134,11 +134,12 @@ function quantizeLayer(
   const rank = g.initializers.get(w.weight)!.dims.length;
   let weight = w.weight;
   let bias = w.bias;
-  let factor: string | undefined;
+  let fb: string | undefined;
   if (w.bn) {
     const bn: BnRef = w.bn;
-    factor = foldFactor(g, bn, w.layer);
-    weight = foldedWeight(g, w.weight, factor, rank, w.layer);
+    const factor = foldFactor(g, bn, w.layer);
+    fb = weightFactor(g, factor, rank, w.layer);
+    weight = foldedWeight(g, w.weight, factor, rank, w.layer, fb);
     if (mode !== "train") bias = foldedBias(g, w.bias, bn, factor, w.layer);
   }
   let [wScale, wZero, wSpec] = [w.scale, w.zeroPoint, w.spec];
@@ -154,7 +155,9 @@ function quantizeLayer(
     name: `${w.weight}.fake_quant`,
     shape: g.initializers.get(w.weight)!.dims,
   });
-  node.inputs[1] = wq;
+  // batch statistics: the conv runs on q(w·f)/f and adds the float bias, i.e. Conv(x, q(w·f))/f + b, and the
+  // BatchNormalization (batch statistics) follows as before (bn-fold.ts)
+  node.inputs[1] = w.bn && mode === "train" ? unfoldedWeight(g, wq, fb!, w.layer) : wq;
   if (bias && inputScale && !(w.bn && mode === "train")) {
     // int32 bias with scale s_input · s_weight, as the integer kernels add it
     const bscale = g.op(
@@ -184,26 +187,7 @@ function quantizeLayer(
   if (!w.bn) return;
   const bnNode = byName.get(w.bn.node);
   if (!bnNode) throw new Error(`layer '${w.layer}': BatchNormalization '${w.bn.node}' is missing`);
-  if (mode === "train") {
-    // Conv on the quantized folded weight, divided by f: BatchNormalization (batch statistics) follows as before
-    const raw = g.uniqueName(`${w.layer}.conv_folded`);
-    const out = node.outputs[0]!;
-    node.outputs[0] = raw;
-    let y = g.op(
-      "Div",
-      [raw, perChannel(g, factor!, rank - 2, `${w.layer}.unfold`)],
-      {},
-      { name: `${w.layer}.unfold`, output: w.bias ? undefined : out },
-    );
-    if (w.bias)
-      y = g.op(
-        "Add",
-        [y, perChannel(g, w.bias, rank - 2, `${w.layer}.bias_c`)],
-        {},
-        { name: `${w.layer}.add_bias`, output: out },
-      );
-    return;
-  }
+  if (mode === "train") return;
   // eval / frozen statistics: the conv writes the BN's output; BN is gone
   node.outputs[0] = w.bn.output;
   g.nodes = g.nodes.filter((n) => n !== bnNode);

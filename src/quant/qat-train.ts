@@ -35,9 +35,16 @@ export interface QatSettings {
  * kernels (whose x86 u8·s8 saturation would make training differ from the simulation). At "all", ORT 1.30 gave
  * bit-identical losses and logits on mnist-cnn (weights are graph inputs there, so no QLinearConv fusion applies),
  * at no measurable speed difference; "basic" keeps that a guarantee rather than an observation.
+ * "session.disable_quant_qdq" turns off ORT's QDQ graph rewrites, which at "basic" only move Q/DQ pairs around and
+ * give every consumer of a DequantizeLinear its own copy (EnsureUniqueDQForNodeUnit, which prepares QDQ node
+ * units for integer kernels and execution providers): in a training step a fake-quantized value is read by the
+ * layer, by the layer's gradient and by the fake-quant's own backward, so it would be dequantized three times.
  */
 export class QatTraining {
-  readonly sessionOptions: SessionOptions = { optimization: "basic" };
+  readonly sessionOptions: SessionOptions = {
+    optimization: "basic",
+    config: { "session.disable_quant_qdq": "1" },
+  };
   private cache = new Map<string, NetModel>();
 
   private constructor(

@@ -17,6 +17,15 @@ export async function openSession(
   model: Model | Uint8Array | string,
   opts: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
+  const options = ortSessionOptions(opts);
+  const src = typeof model === "string" || model instanceof Uint8Array ? model : encodeModel(model);
+  return typeof src === "string"
+    ? ort.InferenceSession.create(src, options)
+    : ort.InferenceSession.create(src, options);
+}
+
+/** The onnxruntime-node options openSession uses (for callers adding their own, e.g. profiling). */
+export function ortSessionOptions(opts: SessionOptions = {}): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: opts.optimization ?? "all",
     executionMode: "sequential",
@@ -28,10 +37,7 @@ export async function openSession(
     options.interOpNumThreads = 1;
   }
   if (opts.config) options.extra = { session: {}, ...nest(opts.config) };
-  const src = typeof model === "string" || model instanceof Uint8Array ? model : encodeModel(model);
-  return typeof src === "string"
-    ? ort.InferenceSession.create(src, options)
-    : ort.InferenceSession.create(src, options);
+  return options;
 }
 
 function nest(flat: Record<string, string>): Record<string, unknown> {

@@ -17,6 +17,8 @@ const C = 3;
 const K = 40;
 
 interface Setup {
+  /** Elements per channel row (x is [C, k]). */
+  k: number;
   x: Float32Array;
   w: Float32Array;
   s: number[];
@@ -31,13 +33,14 @@ async function graphGrads(
   const g = new Graph();
   const per = u.spec.axis >= 0;
   const sd = per ? [C] : [];
+  const K = u.k;
   g.inputs.push({ name: "x", dtype: "float32", shape: [C, K] }, { name: "s", dtype: "float32", shape: sd });
   if (u.spec.learnZeroPoint) g.inputs.push({ name: "z", dtype: "float32", shape: sd });
   else g.initializers.set("z", tensor(u.spec.dtype, sd, per ? u.z : [u.z[0]!]));
   g.initializers.set("w", tensor("float32", [C, K], u.w));
   const y = emitFakeQuant(g, "x", "s", "z", u.spec, { name: "fq", shape: [C, K] });
   const loss = g.op("ReduceSum", [g.op("Mul", [y, "w"])], { keepdims: 0 }, { output: "loss" });
-  const wrt = u.spec.learnZeroPoint ? ["x", "s", "z"] : ["x", "s"];
+  const wrt = u.spec.learnZeroPoint ? ["x", "s", "z"] : u.spec.grad === "ste" ? ["x"] : ["x", "s"];
   const grads = appendBackward(g, loss, wrt);
   g.outputs.push({ name: loss, dtype: "float32" });
   for (const k of wrt) g.outputs.push({ name: grads.get(k)!, dtype: "float32" });
@@ -53,13 +56,14 @@ async function graphGrads(
   return {
     loss: (out[loss]!.data as Float32Array)[0]!,
     dx: out[grads.get("x")!]!.data as Float32Array,
-    ds: out[grads.get("s")!]!.data as Float32Array,
+    ds: (u.spec.grad === "ste" ? new Float32Array() : out[grads.get("s")!]!.data) as Float32Array,
     dz: u.spec.learnZeroPoint ? (out[grads.get("z")!]!.data as Float32Array) : undefined,
   };
 }
 
 /** The formulas, in float64 (v = x/s in float32 as the graph divides). */
 function formulas(u: Setup) {
+  const K = u.k;
   const per = u.spec.axis >= 0;
   const n = per ? C : 1;
   const dx = new Float64Array(C * K);
@@ -95,8 +99,26 @@ function formulas(u: Setup) {
   return { dx, lsq: lsq.map((v) => v * g), pact, dz: dz.map((v) => v * g), frozen, insideV, insideT };
 }
 
+/** √Σ (w · per-element term)² of the scale gradient, per channel (LSQ or PACT as `u.spec.grad` says, times g). */
+function termRms(u: Setup): number[] {
+  const per = u.spec.axis >= 0;
+  const acc = new Array<number>(per ? C : 1).fill(0);
+  for (let i = 0; i < C * u.k; i++) {
+    const j = per ? Math.floor(i / u.k) : 0;
+    const v = Math.fround(u.x[i]! / Math.fround(u.s[j]!));
+    const t = roundHalfEven(v);
+    const z = u.z[j]!;
+    const inside = t + z >= u.spec.qmin && t + z <= u.spec.qmax;
+    const clipped = Math.min(Math.max(t, u.spec.qmin - z), u.spec.qmax - z);
+    const term = inside ? (u.spec.grad === "pact" ? 0 : t - v) : clipped;
+    acc[j]! += (u.w[i]! * term) ** 2;
+  }
+  const g = u.spec.grad === "pact" ? 1 : u.spec.gradScale;
+  return acc.map((v) => g * Math.sqrt(v));
+}
+
 /** x such that x/s is at least 0.15 from a rounding boundary (and ~1/4 of the values clip). */
-function setup(spec: FakeQuantSpec, seed: number): Setup {
+function setup(spec: FakeQuantSpec, seed: number, K = 40): Setup {
   const r = seeded(seed);
   const per = spec.axis >= 0;
   const s = per ? [0.0713, 0.0291, 0.1377] : [0.0531];
@@ -108,7 +130,7 @@ function setup(spec: FakeQuantSpec, seed: number): Setup {
     const code = spec.qmin - z[j]! - 0.3 * span + Math.floor(r() * 1.6 * span);
     x[i] = (code + 0.15 + 0.2 * r()) * s[j]!;
   }
-  return { x, w: Float32Array.from({ length: C * K }, () => r() * 2 - 1), s, z, spec };
+  return { k: K, x, w: Float32Array.from({ length: C * K }, () => r() * 2 - 1), s, z, spec };
 }
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
@@ -133,6 +155,8 @@ describe("FakeQuantize gradients", () => {
     spec({}),
     spec({ axis: -1, qmin: 0, qmax: 255, dtype: "uint8" }),
     spec({ qmin: -8, qmax: 7 }),
+    // one fixed zero point per channel: the mask's bounds are a [C, 1] constant
+    spec({ qmin: 0, qmax: 255, dtype: "uint8" }),
   ]) {
     it(`STE mask and LSQ scale gradient match the formulas (${sp.dtype} [${sp.qmin}, ${sp.qmax}], axis ${sp.axis})`, async () => {
       const u = setup(sp, 5);
@@ -231,5 +255,49 @@ describe("FakeQuantize gradients", () => {
     const h = 1e-3;
     const fd = (loss(u.z[0]! + h) - loss(u.z[0]! - h)) / (2 * h);
     expect(Math.abs(got.dz![0]! / u.spec.gradScale - fd)).toBeLessThan(1e-3 * (1 + Math.abs(fd)));
+  });
+  it("LSQ and PACT from x̂ stay within float rounding of the formulas on a large tensor", async () => {
+    // 3 × 200 000 elements, where float32 sums of x̂-sized terms could drift
+    for (const sp of [
+      spec({}),
+      spec({ axis: -1, qmin: 0, qmax: 255, dtype: "uint8" }),
+      spec({ grad: "pact" }),
+    ]) {
+      const u = setup(sp, 23, 200_000);
+      const got = await graphGrads(u);
+      const f = formulas(u);
+      expect(got.dx.filter((v, i) => v !== f.dx[i]).length).toBe(0);
+      const want = sp.grad === "pact" ? f.pact : f.lsq;
+      // the tolerance scales with √Σ term², the size of a sum of N terms of random sign (≈ the value itself)
+      const rms = termRms(u);
+      for (let j = 0; j < want.length; j++) {
+        expect(Math.abs(got.ds[j]! - want[j]!)).toBeLessThan(2e-4 * rms[j]!);
+      }
+    }
+  });
+
+  it("x exactly at a half-code boundary counts as inside at both ends (the closed interval documented in ste.ts)", async () => {
+    // s a power of two: x / s and (k ± ½)·s are exact, so these are true ties of round-half-even
+    const s = 0.0625;
+    const row = [127.5, -128.5, 127.5 + 2 ** -16, -128.5 - 2 ** -16, 127.49, -128.49, 0.5, -0.5].map(
+      (v) => v * s,
+    );
+    const u: Setup = {
+      k: row.length,
+      x: Float32Array.from({ length: C * row.length }, (_, i) => row[i % row.length]!),
+      w: Float32Array.from({ length: C * row.length }, (_, i) => 1 + i),
+      s: [s, s, s],
+      z: [0, 0, 0],
+      spec: spec({}),
+    };
+    const got = await graphGrads(u);
+    const mask = Array.from(got.dx, (v, i) => (v === u.w[i] ? 1 : v === 0 ? 0 : Number.NaN));
+    expect(mask).toEqual(Array.from({ length: C }, () => [1, 1, 0, 0, 1, 1, 1, 1]).flat());
+  });
+
+  it("int32 fake-quant (biases: no saturation in the lowered forward) passes dy through unmasked", async () => {
+    const u = setup(spec({ axis: -1, qmin: -2147483648, qmax: 2147483647, dtype: "int32", grad: "ste" }), 29);
+    const got = await graphGrads(u);
+    close(got.dx, u.w, 0);
   });
 });
