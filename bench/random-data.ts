@@ -1,4 +1,7 @@
-/** Random inputs for the throughput benches: images as a dataset stores them (0–255) and 10-class labels. */
+/**
+ * Random inputs for the throughput benches: images as a dataset stores them (0–255), and 10-class labels or, for a
+ * regression loss, fixed standard-normal float targets.
+ */
 import * as ort from "onnxruntime-node";
 import type { Dataset } from "../src/data/dataset.js";
 import type { NetModel } from "../src/nn/model.js";
@@ -24,8 +27,16 @@ export function randomImages(shape: number[], n: number, seed: number): Dataset 
   };
 }
 
-/** Four batches of random images (0–255) and class labels, as ORT tensors, cycled through by timed steps. */
-export function stepBatches(net: NetModel, batch: number, seed = 3): { xs: ort.Tensor[]; ys: ort.Tensor[] } {
+/**
+ * Four batches of random images (0–255) and their targets, as ORT tensors, cycled through by timed steps: int64
+ * class labels, or with `targetSize` float32 [batch, targetSize] standard-normal targets (the regression loss's).
+ */
+export function stepBatches(
+  net: NetModel,
+  batch: number,
+  seed = 3,
+  targetSize?: number,
+): { xs: ort.Tensor[]; ys: ort.Tensor[] } {
   const size = net.inputShape.reduce((a, b) => a * b, 1);
   const rng = new Rng(seed);
   const xs = Array.from(
@@ -37,14 +48,18 @@ export function stepBatches(net: NetModel, batch: number, seed = 3): { xs: ort.T
         [batch, ...net.inputShape],
       ),
   );
-  const ys = Array.from(
-    { length: 4 },
-    () =>
-      new ort.Tensor(
-        "int64",
-        BigInt64Array.from({ length: batch }, () => BigInt(Math.floor(rng.next() * 10))),
-        [batch],
-      ),
+  const ys = Array.from({ length: 4 }, () =>
+    targetSize === undefined
+      ? new ort.Tensor(
+          "int64",
+          BigInt64Array.from({ length: batch }, () => BigInt(Math.floor(rng.next() * 10))),
+          [batch],
+        )
+      : new ort.Tensor(
+          "float32",
+          Float32Array.from({ length: batch * targetSize }, () => rng.normal()),
+          [batch, targetSize],
+        ),
   );
   return { xs, ys };
 }

@@ -4,7 +4,8 @@
  *   node dist/bench/step-rss.js <model> <batch> <threads> <float|qat>
  *
  * Builds the step (qat: the ort-cpu preset after its observer phase, as bench/qat-throughput.ts times it), runs 5
- * steps and prints {"model", "batch", "kind", "base_mb", "peak_mb"}: peak RSS before building and after the steps.
+ * steps (the loss of bench/qat-throughput.ts: MSE against random targets for tiny-det and blazeface) and prints
+ * {"model", "batch", "kind", "base_mb", "peak_mb"}: peak RSS before building and after the steps.
  */
 import { QatTraining } from "../src/quant/qat-train.js";
 import { buildTrainingStep, TrainingRunner } from "../src/train/step.js";
@@ -20,8 +21,9 @@ async function main(): Promise<void> {
   const batch = Number(batchArg);
   const threads = Number(threadsArg);
   const base = peakMb();
-  const { net, data } = benchNet(model);
-  const opt = { optimizer: { kind: "sgd" as const, momentum: 0.9 } };
+  const { net, data, loss } = benchNet(model);
+  // the loss of bench/qat-throughput.ts: MSE on float targets for tiny-det and blazeface, else cross-entropy
+  const opt = { optimizer: { kind: "sgd" as const, momentum: 0.9 }, loss };
   let runner: TrainingRunner;
   if (kind === "qat") {
     const q = await QatTraining.create(net, { preset: "ort-cpu", calibrationBatches: 2 }, data, {
@@ -30,7 +32,7 @@ async function main(): Promise<void> {
     });
     runner = await TrainingRunner.create(q.trainingStep(1_000_000, opt), { threads, ...q.sessionOptions });
   } else runner = await TrainingRunner.create(buildTrainingStep(net, opt), { threads });
-  const { xs, ys } = stepBatches(net, batch);
+  const { xs, ys } = stepBatches(net, batch, 3, loss?.targetShape[0]);
   for (let i = 0; i < 5; i++) await runner.run(xs[i % 4]!, ys[i % 4]!, 0.001);
   await runner.release();
   console.log(JSON.stringify({ model, batch, kind, base_mb: base, peak_mb: peakMb() }));

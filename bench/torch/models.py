@@ -128,6 +128,40 @@ class MobileNetTiny(nn.Module):
         return self.fc(self.dropout(x))
 
 
+def _conv_bn(cin, cout, kernel=3, stride=1, dilation=1):
+    # tiny-det's block (src/nn/tiny-det.ts): the conv's weight at "<name>.weight", its BN at "<name>.bn.*", as qat
+    # names them; the BN is a child of the Conv2d so the state_dict keys match and FX still sees Conv2d → BN → ReLU
+    conv = nn.Conv2d(cin, cout, kernel, stride, dilation if kernel == 3 else 0, dilation=dilation, bias=False)
+    conv.add_module("bn", nn.BatchNorm2d(cout))
+    return conv
+
+
+class TinyDet(nn.Module):
+    """tiny-det (src/nn/tiny-det.ts) on 1×96×96: output [batch, classes + 4, 24, 24], heatmap logits then boxes."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.ModuleList([_conv_bn(1, 16, 3, 2), _conv_bn(16, 24, 3, 2)])
+        self.body = nn.ModuleList([_conv_bn(24, 48, 3, 2), _conv_bn(48, 48), _conv_bn(48, 48, 3, 1, 2)])
+        self.neck = nn.ModuleDict({"reduce": _conv_bn(72, 24, 1)})
+        self.head = nn.ModuleDict({"conv": _conv_bn(24, 24), "cls": nn.Conv2d(24, classes, 1),
+                                   "box": nn.Conv2d(24, 4, 1)})
+
+    @staticmethod
+    def _block(conv, x):
+        # F.relu (not torch.relu): FX QAT fuses Conv → BN → F.relu into ConvBnReLU2d, one fake-quant per block
+        return nn.functional.relu(conv.bn(conv(x)))
+
+    def forward(self, x):
+        c4 = self._block(self.stem[1], self._block(self.stem[0], x))
+        y = c4
+        for conv in self.body:
+            y = self._block(conv, y)
+        y = torch.cat([nn.functional.interpolate(y, scale_factor=2, mode="nearest"), c4], 1)
+        y = self._block(self.head["conv"], self._block(self.neck["reduce"], y))
+        return torch.cat([self.head["cls"](y), self.head["box"](y)], 1)
+
+
 def _bn_residual():
     # the network bench/torch/export_bn_residual.py exports (qat's benches import that export at 3×32×32)
     from export_bn_residual import BnResidual
@@ -135,18 +169,52 @@ def _bn_residual():
 
 
 MODELS = {"mnist-cnn": MnistCnn, "cifar-cnn": CifarCnn, "resnet8": ResNet8, "lenet5": LeNet5,
-          "mobilenet-tiny": MobileNetTiny, "bn-residual": _bn_residual}
+          "mobilenet-tiny": MobileNetTiny, "bn-residual": _bn_residual, "tiny-det": TinyDet}
 INPUT = {"mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32), "resnet8": (3, 32, 32), "lenet5": (1, 28, 28),
-         "mobilenet-tiny": (3, 32, 32), "bn-residual": (3, 32, 32)}
+         "mobilenet-tiny": (3, 32, 32), "bn-residual": (3, 32, 32), "tiny-det": (1, 96, 96)}
+# twins built from qat's dumped training graph (graph_twin.py): the scripts take --graph DIR for them
+GRAPH_TWINS = {"blazeface"}
+# models whose output is not class scores: trained with MSE against fixed random targets (bench/bench-models.ts)
+REGRESSION = {"tiny-det", "blazeface"}
+
+
+def build(name, graph=None):
+    """The twin of qat's model `name` and one sample's input shape; graph twins need their dump folder."""
+    if name in GRAPH_TWINS or graph:
+        if not graph:
+            raise SystemExit(f"{name} is rebuilt from qat's training graph: pass --graph DIR (bench/graph-dump.ts)")
+        from graph_twin import GraphTwin
+        twin = GraphTwin.load(graph)
+        return twin, tuple(twin.input_shape)
+    if name not in MODELS:
+        known = ", ".join(sorted(MODELS) + sorted(GRAPH_TWINS))
+        raise SystemExit(f"no PyTorch twin named {name!r}; available: {known}")
+    return MODELS[name](), INPUT[name]
+
+
+def batches(name, model, shape, batch):
+    """Four random input batches and their targets: class labels, or for REGRESSION models standard-normal targets
+    of the output's shape (probed on two samples in eval mode, so no BN statistics move)."""
+    xs = [torch.randn((batch,) + tuple(shape)) for _ in range(4)]
+    if name not in REGRESSION:
+        return xs, [torch.randint(0, 10, (batch,)) for _ in range(4)]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(xs[0][:2]).shape[1:]
+    model.train(was)
+    return xs, [torch.randn((batch,) + tuple(out)) for _ in range(4)]
 
 
 def measure(model, xs, ys, batch, warmup, windows, per):
-    """Samples/s of SGD (momentum 0.9) training steps on the prepared batches xs/ys, one rate per window."""
+    """Samples/s of SGD (momentum 0.9) training steps on the prepared batches xs/ys, one rate per window.
+    Loss: cross-entropy on class labels; MSE (mean over every element, as qat's regression loss) on float targets."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.functional.mse_loss if ys[0].is_floating_point() else nn.functional.cross_entropy
 
     def step(i):
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xs[i % 4]), ys[i % 4])
+        loss = loss_fn(model(xs[i % 4]), ys[i % 4])
         loss.backward()
         opt.step()
 

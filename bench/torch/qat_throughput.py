@@ -1,14 +1,17 @@
 """QAT training throughput of PyTorch (torch.ao.quantization, FX graph mode) on qat's benchmark models: the peer of
 bench/qat-throughput.ts.
 
-usage: qat_throughput.py <model> <batch> <threads> <warmup_steps> <windows> <steps_per_window>
+usage: qat_throughput.py <model> <batch> <threads> <warmup_steps> <windows> <steps_per_window> [--graph DIR]
+(--graph: the folder bench/graph-dump.ts wrote, for twins rebuilt from qat's training graph such as blazeface)
 Prints one JSON object: {"model", "batch", "threads", "float": [samples/s...], "qat": [...], "qat_lsq": [...]}.
 - float: the plain model.
 - qat: prepare_qat_fx with the qconfig closest to qat's ort-cpu preset: uint8 asymmetric activations
   (moving-average min-max observers), int8 symmetric per-channel weights; Conv+BN(+ReLU) fused (BN folded in
   training, as ConvBnReLU2d does), observers active (PyTorch's default QAT setup).
 - qat_lsq: the same with _LearnableFakeQuantize (learned scale and zero point with gradient scaling, as LSQ).
-SGD with momentum 0.9, cross-entropy, training mode; random batches prepared before timing.
+SGD with momentum 0.9, training mode; random batches prepared before timing. Loss: cross-entropy, or for models
+whose output is not class scores (tiny-det, blazeface) MSE against fixed random targets (models.REGRESSION).
+Graph twins (graph_twin.GraphTwin) are traced by prepare_qat_fx like the hand-written ones (graph_twin.py says how).
 """
 import copy
 import json
@@ -22,7 +25,7 @@ from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAv
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import INPUT, MODELS, measure  # noqa: E402
+from models import batches, build, measure  # noqa: E402
 
 
 def qconfig(learnable):
@@ -38,12 +41,12 @@ def qconfig(learnable):
 
 def main():
     name, batch, threads, warmup, windows, per = sys.argv[1], *map(int, sys.argv[2:7])
+    graph = sys.argv[sys.argv.index("--graph") + 1] if "--graph" in sys.argv else None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    base = MODELS[name]()
+    base, shape = build(name, graph)
     base.train()
-    xs = [torch.randn((batch,) + INPUT[name]) for _ in range(4)]
-    ys = [torch.randint(0, 10, (batch,)) for _ in range(4)]
+    xs, ys = batches(name, base, shape, batch)
     out = {"model": name, "batch": batch, "threads": threads, "torch": torch.__version__}
     out["float"] = measure(copy.deepcopy(base), xs, ys, batch, warmup, windows, per)
     for key, learnable in (("qat", False), ("qat_lsq", True)):

@@ -1,7 +1,8 @@
 """Peak resident memory of PyTorch training steps: the peer of bench/step-rss.ts.
 
-usage: step_rss.py <model> <batch> <threads> <float|qat>
-Runs 5 SGD (momentum 0.9) cross-entropy steps of the model (qat: FX QAT as in qat_throughput.py) in a fresh
+usage: step_rss.py <model> <batch> <threads> <float|qat> [--graph DIR]
+Runs 5 SGD (momentum 0.9) steps of the model (cross-entropy, or MSE for models.REGRESSION; --graph as in
+qat_throughput.py; qat: FX QAT as in qat_throughput.py) in a fresh
 process and prints one JSON object {"model", "batch", "kind", "base_mb", "peak_mb"}: the process's peak RSS
 (ru_maxrss) before building the model and after the steps.
 """
@@ -14,18 +15,18 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import INPUT, MODELS, measure  # noqa: E402
+from models import batches, build, measure  # noqa: E402
 
 
 def main():
     name, batch, threads, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.set_num_threads(threads)
+    graph = sys.argv[sys.argv.index("--graph") + 1] if "--graph" in sys.argv else None
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.manual_seed(0)
-    model = MODELS[name]()
+    model, shape = build(name, graph)
     model.train()
-    xs = [torch.randn((batch,) + INPUT[name]) for _ in range(4)]
-    ys = [torch.randint(0, 10, (batch,)) for _ in range(4)]
+    xs, ys = batches(name, model, shape, batch)
     if kind not in ("float", "qat"):
         sys.exit(f"kind must be float or qat, got {kind}")
     if kind == "qat":
