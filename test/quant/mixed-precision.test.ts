@@ -72,13 +72,18 @@ function sqnr(ref: Float32Array, got: ArrayLike<number>): number {
   return 10 * Math.log10(s / Math.max(e, 1e-30));
 }
 
+/** `net`'s float outputs, and the metric every test scores candidates by: SQNR of their outputs against those. */
+async function sqnrAgainstFloat(net: NetModel) {
+  const ref = await outputsOf(net);
+  return { ref, metric: async (c: Candidate) => sqnr(ref, await outputsOf(c.net)) };
+}
+
 describe("chooseMixedPrecision", () => {
   test("raises the clearly sensitive layer first, 4 → 8 bits → float, until the SQNR target is met; the mixed model exports and runs in plain ORT", {
     timeout: 120_000,
   }, async () => {
     const net = sensitiveNet();
-    const ref = await outputsOf(net);
-    const metric = async (c: Candidate) => sqnr(ref, await outputsOf(c.net));
+    const { ref, metric } = await sqnrAgainstFloat(net);
     const r = await chooseMixedPrecision(net, data, metric, {
       preset: "w4a8",
       target: 25,
@@ -128,8 +133,7 @@ describe("chooseMixedPrecision", () => {
 
   test("given sensitivities order the moves; unknown layers are refused", { timeout: 60_000 }, async () => {
     const net = sensitiveNet();
-    const ref = await outputsOf(net);
-    const metric = async (c: Candidate) => sqnr(ref, await outputsOf(c.net));
+    const { metric } = await sqnrAgainstFloat(net);
     // told that fc3 is the sensitive one, fc3 goes first (cost per point: 320·4 bits / 5 pt beats fc2's 4096 / 1)
     const r = await chooseMixedPrecision(net, data, metric, {
       preset: "w4a8",
@@ -159,8 +163,7 @@ describe("chooseMixedPrecision", () => {
     timeout: 60_000,
   }, async () => {
     const net = sensitiveNet();
-    const ref = await outputsOf(net);
-    const metric = async (c: Candidate) => sqnr(ref, await outputsOf(c.net));
+    const { metric } = await sqnrAgainstFloat(net);
     const r = await chooseMixedPrecision(net, data, metric, {
       preset: "ort-cpu",
       target: 1e9,

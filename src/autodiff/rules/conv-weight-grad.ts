@@ -29,8 +29,8 @@ function fitsWindowMatrix(c: GradContext, x: string, geo: ConvGeometry, cin: num
 
 /**
  * a · bᵀ over the last two axes of two equally batched values, as ONE com.microsoft FusedMatMul (transB): ORT's
- * CPU build has its kernel (float32), and ORT imports the domain itself when a model does not. Other element
- * types take MatMul with a Transpose.
+ * CPU build has its kernel (float32); modelOf imports the domain. Other element types take MatMul with a
+ * Transpose.
  */
 function productTransB(c: GradContext, a: string, b: string, rank: number): string {
   if (c.dtype(a) !== "float32") {
@@ -89,16 +89,11 @@ export const onehotWeightGrad: WeightGradWay = (c, x, dy, geo, group, ws) => {
     pads: [...geo.padBegin, ...geo.padEnd],
     group: cin,
   });
-  let perSample: string;
-  if (mg === 1) {
-    const cols4 = c.op("Reshape", [cols, c.int64s([0, group, cg * k, p])]);
-    const dy4 = c.op("Reshape", [dy, c.int64s([0, group, p, 1])]);
-    perSample = c.op("MatMul", [cols4, dy4]);
-  } else {
-    const cols4 = c.op("Reshape", [cols, c.int64s([0, group, cg * k, p])]);
-    const dy4 = c.op("Reshape", [dy, c.int64s([0, group, mg, p])]);
-    perSample = productTransB(c, dy4, cols4, 4);
-  }
+  const cols4 = c.op("Reshape", [cols, c.int64s([0, group, cg * k, p])]);
+  const perSample =
+    mg === 1
+      ? c.op("MatMul", [cols4, c.op("Reshape", [dy, c.int64s([0, group, p, 1])])])
+      : productTransB(c, c.op("Reshape", [dy, c.int64s([0, group, mg, p])]), cols4, 4);
   return c.op("Reshape", [c.reduceSum(perSample, [0], false), c.int64s(ws)]);
 };
 
