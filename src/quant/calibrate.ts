@@ -1,10 +1,7 @@
 import type { Dataset } from "../data/dataset.js";
-import { DataLoader } from "../data/loader.js";
 import type { NetModel } from "../nn/model.js";
-import { modelOf } from "../onnx/codec.js";
-import { cloneGraph } from "../onnx/ir.js";
 import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
-import { openSession, run } from "../runtime/session.js";
+import { observeValues } from "./layer-data.js";
 import { makeObserver, type Observer, type Range } from "./observer.js";
 import type { Placement, WeightPoint } from "./placement.js";
 import type { TensorQConfig } from "./qconfig.js";
@@ -39,30 +36,10 @@ export async function calibrate(
   const taps = placement.activations.map((a) => a.value);
   // every activation left in float (mixed precision can get there): weights only, nothing to observe
   if (!taps.length) return out;
-  const g = cloneGraph(net.eval);
-  const have = new Set(g.outputs.map((o) => o.name));
-  for (const t of taps) if (!have.has(t)) g.outputs.push({ name: t, dtype: "float32" });
-  const session = await openSession(modelOf(g), { threads: opts.threads });
   const observers = new Map<string, Observer>();
   for (const a of placement.activations)
     observers.set(a.value, makeObserver(opts.observer ?? a.cfg.observer));
-  const loader = new DataLoader(data, {
-    batchSize: opts.batchSize ?? 64,
-    seed: opts.seed ?? 0,
-    shuffle: true,
-  });
-  const limit = opts.batches ?? 32;
-  let seen = 0;
-  try {
-    for await (const b of loader.epoch(0)) {
-      const x: Tensor = { dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x };
-      const res = await run(session, { [net.input]: x }, taps);
-      for (const t of taps) observers.get(t)!.observe(toFloat32(res[t]!));
-      if (++seen >= limit) break;
-    }
-  } finally {
-    await session.release();
-  }
+  await observeValues(net, taps, data, opts, (t, v) => observers.get(t)!.observe(v));
   // points sharing a scale (Concat inputs) get the union of their ranges
   const ranges = new Map<string, Range>();
   for (const a of placement.activations) {
@@ -76,6 +53,37 @@ export async function calibrate(
     out.set(a.scale, tensor("float32", [], [p.scale]));
     out.set(a.zeroPoint, zeroPointTensor(a.spec.dtype, a.spec.learnZeroPoint, [], [p.zeroPoint]));
   }
+  return out;
+}
+
+/** Per-channel (axis 1) minimum and maximum of a value over the calibration batches. */
+export interface ChannelRange {
+  min: Float32Array;
+  max: Float32Array;
+}
+
+/** The per-channel ranges of `values` (node outputs of the float model, [N, C, ...]) on calibration batches. */
+export async function channelRanges(
+  net: NetModel,
+  values: string[],
+  data: Dataset,
+  opts: CalibrationOptions = {},
+): Promise<Map<string, ChannelRange>> {
+  const out = new Map<string, ChannelRange>();
+  await observeValues(net, [...new Set(values)], data, opts, (t, v, dims) => {
+    const c = dims[1] ?? 1;
+    const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+    let r = out.get(t);
+    if (!r) {
+      r = { min: new Float32Array(c).fill(Infinity), max: new Float32Array(c).fill(-Infinity) };
+      out.set(t, r);
+    }
+    for (let i = 0; i < v.length; i++) {
+      const ch = Math.floor(i / inner) % c;
+      if (v[i]! < r.min[ch]!) r.min[ch] = v[i]!;
+      if (v[i]! > r.max[ch]!) r.max[ch] = v[i]!;
+    }
+  });
   return out;
 }
 

@@ -32,6 +32,11 @@ export interface CleOptions {
   tolerance?: number;
   /** Per-channel maximum of the value entering a Clip with an upper bound (ReLU6), observed on the user's data. */
   clipInputMax?: Map<string, Float32Array>;
+  /**
+   * Per-channel max |x| of the value entering a pair's second layer, observed on the user's data. When given for a
+   * pair, its r1 is that range (divided by the scales applied so far) instead of the first layer's weight range.
+   */
+  inputMax?: Map<string, Float32Array>;
 }
 
 export interface ClePair {
@@ -45,6 +50,8 @@ export interface ClePair {
   /** max_i |ln(r1_i / r2_i)|: how unequal the two layers' ranges of a channel are, before and after (0 = equal). */
   imbalanceBefore: number;
   imbalanceAfter: number;
+  /** The value between the two layers that the second one reads. */
+  input: string;
 }
 
 export interface CleResult {
@@ -72,6 +79,8 @@ interface Pair {
   b: Side;
   between: string[];
   clip?: { value: string; max: number };
+  /** The value entering the second layer (the activation quantized between the two). */
+  input: string;
   total: Float64Array;
   imbalanceBefore: number;
 }
@@ -94,7 +103,7 @@ export function equalizeCrossLayer(net: NetModel, opts: CleOptions = {}): CleRes
     return v;
   };
   const { pairs, skipped } = findPairs(g, params, opts);
-  for (const p of pairs) p.imbalanceBefore = imbalance(p, g, get);
+  for (const p of pairs) p.imbalanceBefore = imbalance(p, g, get, opts);
   let iterations = 0;
   const maxIter = opts.maxIterations ?? 100;
   const tol = opts.tolerance ?? 1e-6;
@@ -115,9 +124,23 @@ export function equalizeCrossLayer(net: NetModel, opts: CleOptions = {}): CleRes
     scaleMin: Math.min(...p.total),
     scaleMax: Math.max(...p.total),
     imbalanceBefore: p.imbalanceBefore,
-    imbalanceAfter: imbalance(p, g, get),
+    imbalanceAfter: imbalance(p, g, get, opts),
+    input: p.input,
   }));
   return { model, pairs: report, skipped, iterations };
+}
+
+/**
+ * The values whose per-channel ranges data-aware CLE uses: what each pair's second layer reads (`inputMax`) and
+ * what enters a bounded Clip between a pair (`clipInputMax`).
+ */
+export function cleObservedValues(net: NetModel): { inputs: string[]; clips: string[] } {
+  const all = { has: () => true } as unknown as Map<string, Float32Array>;
+  const { pairs } = findPairs(net.eval, new Set(net.params), { clipInputMax: all });
+  return {
+    inputs: pairs.map((p) => p.input),
+    clips: pairs.flatMap((p) => (p.clip ? [p.clip.value] : [])),
+  };
 }
 
 const layerOf = (s: Side) => s.weight.replace(/\.weight$/, "");
@@ -200,6 +223,7 @@ function findPairs(
       b,
       between,
       clip,
+      input: v,
       total: new Float64Array(outChannels(g, a)).fill(1),
       imbalanceBefore: 0,
     });
@@ -298,7 +322,7 @@ function secondRanges(p: Pair, g: Graph, get: (k: string) => Float32Array): Floa
 /** One equalization of a pair; returns the largest |log s_i| applied. */
 function equalizePair(p: Pair, g: Graph, get: (k: string) => Float32Array, opts: CleOptions): number {
   const c = outChannels(g, p.a);
-  const r1 = firstRanges(p.a, g, get);
+  const r1 = pairRanges(p, g, get, opts);
   const r2 = secondRanges(p, g, get);
   const w2 = get(p.b.weight);
   const clipMax = p.clip ? opts.clipInputMax!.get(p.clip.value)! : undefined;
@@ -331,8 +355,15 @@ function equalizePair(p: Pair, g: Graph, get: (k: string) => Float32Array, opts:
   return worst;
 }
 
-function imbalance(p: Pair, g: Graph, get: (k: string) => Float32Array): number {
-  const r1 = firstRanges(p.a, g, get);
+/** r1 of a pair: the observed range of the value between the layers when known (as rescaled so far), else A's weights'. */
+function pairRanges(p: Pair, g: Graph, get: (k: string) => Float32Array, opts: CleOptions): Float64Array {
+  const seen = opts.inputMax?.get(p.input);
+  if (!seen) return firstRanges(p.a, g, get);
+  return Float64Array.from(p.total, (t, i) => seen[i]! / t);
+}
+
+function imbalance(p: Pair, g: Graph, get: (k: string) => Float32Array, opts: CleOptions = {}): number {
+  const r1 = pairRanges(p, g, get, opts);
   const r2 = secondRanges(p, g, get);
   let m = 0;
   for (let i = 0; i < r1.length; i++)

@@ -34,39 +34,57 @@ export async function captureValues(
 ): Promise<Map<string, Captured>> {
   const want = Math.min(opts.samples ?? 512, data.length);
   if (want < 1) throw new Error("the calibration dataset is empty: give it at least one sample");
+  const batchSize = opts.batchSize ?? 64;
+  const out = new Map<string, Captured>();
+  const seen = new Map<string, number>();
+  const batches = Math.ceil(want / batchSize);
+  await observeValues(net, values, data, { ...opts, batchSize, batches }, (v, d, dims) => {
+    const per = dims.slice(1).reduce((a, c) => a * c, 1);
+    const at = seen.get(v) ?? 0;
+    const n = Math.min(dims[0]!, want - at);
+    let c = out.get(v);
+    if (!c) {
+      c = { shape: dims.slice(1), samples: want, data: new Float32Array(want * per) };
+      out.set(v, c);
+    }
+    c.data.set(d.subarray(0, n * per), at * per);
+    seen.set(v, at + n);
+  });
+  return out;
+}
+
+/**
+ * Run the float eval graph on shuffled calibration batches (`seed`) with `taps` as extra outputs and hand each tap's
+ * values of each batch to `each`, for `batches` batches (default 32) or until the data ends.
+ */
+export async function observeValues(
+  net: NetModel,
+  taps: string[],
+  data: Dataset,
+  opts: { batches?: number; batchSize?: number; seed?: number; threads?: number },
+  each: (tap: string, values: Float32Array, dims: readonly number[]) => void,
+): Promise<void> {
   const g = cloneGraph(net.eval);
   const have = new Set(g.outputs.map((o) => o.name));
-  for (const v of values) if (!have.has(v)) g.outputs.push({ name: v, dtype: "float32" });
+  for (const t of taps) if (!have.has(t)) g.outputs.push({ name: t, dtype: "float32" });
   const session = await openSession(modelOf(g), { threads: opts.threads });
-  const out = new Map<string, Captured>();
   const loader = new DataLoader(data, {
     batchSize: opts.batchSize ?? 64,
     seed: opts.seed ?? 0,
     shuffle: true,
   });
+  const limit = opts.batches ?? 32;
   let seen = 0;
   try {
     for await (const b of loader.epoch(0)) {
-      const n = Math.min(b.size, want - seen);
       const x: Tensor = { dtype: "float32", dims: [b.size, ...net.inputShape], data: b.x };
-      const res = await run(session, { [net.input]: x }, values);
-      for (const v of values) {
-        const t = res[v]!;
-        const per = t.dims.slice(1).reduce((a, c) => a * c, 1);
-        let c = out.get(v);
-        if (!c) {
-          c = { shape: t.dims.slice(1), samples: want, data: new Float32Array(want * per) };
-          out.set(v, c);
-        }
-        c.data.set(toFloat32(t).subarray(0, n * per), seen * per);
-      }
-      seen += n;
-      if (seen >= want) break;
+      const res = await run(session, { [net.input]: x }, taps);
+      for (const t of taps) each(t, toFloat32(res[t]!), res[t]!.dims);
+      if (++seen >= limit) break;
     }
   } finally {
     await session.release();
   }
-  return out;
 }
 
 /** Rows [from, to) of a capture as a batch tensor. */

@@ -51,7 +51,10 @@ export interface MixedPrecisionOptions {
 
 export interface PrecisionChange {
   layer: string;
-  /** Weight bits before and after (32: float; the layer's input is then no longer quantized either). */
+  /**
+   * Weight bits before and after (32: float; the layer's input, and its output where an Add or Concat reads it, are
+   * then no longer quantized either).
+   */
   from: number;
   to: number;
   /** Weight parameters of the layer, and the bits of storage the change costs (parameters × added bits). */
@@ -191,12 +194,16 @@ async function sensitivities(
     // Points below min(float, target) with only this layer quantized: a metric unbounded at float (SQNR: ∞ dB)
     // would otherwise make every layer look equally, hugely sensitive, and the order follow size alone.
     const ceiling = Math.min(reference, opts.target);
+    const layerInputs = new Set(full.weights.map((w) => w.input));
     out = [];
     for (const w of full.weights) {
-      // only this layer quantized: its weight and its input activation, as src/quant/sensitivity.ts measures it
+      // only this layer quantized: its weight, its input activation, and its output where no layer reads it as its
+      // input (at a residual Add or a Concat): all that keeping it in float removes
       const only: Placement = {
         weights: [w],
-        activations: full.activations.filter((a) => a.value === w.input),
+        activations: full.activations.filter(
+          (a) => a.value === w.input || (a.layer === w.layer && !layerInputs.has(a.value)),
+        ),
       };
       const m = await metric({ net: applyQuant(net, only, qparams), qconfig, placement: only, qparams });
       out.push({ layer: w.layer, loss: Math.max(0, ceiling - m) });

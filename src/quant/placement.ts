@@ -19,7 +19,8 @@ import {
  *   Add, Concat, GlobalAveragePool, AveragePool), traced back through the ops that pass quantized values through
  *   unchanged (MaxPool, Flatten, Reshape, Identity, Squeeze, Unsqueeze, Transpose). A Conv+BN+ReLU group therefore
  *   gets one pair after the ReLU (ORT folds BN and fuses ReLU into the Q), a residual Add's inputs each get one,
- *   and the logits stay float. Concat inputs share one scale (QLinearConcat needs none, but the exported model
+ *   and the logits stay float. A layer kept in float (QConfig.keepFloat) has no weight fake-quant and its output is
+ *   not quantized where a non-layer op (a residual Add, a Concat, a pool) reads it. Concat inputs share one scale (QLinearConcat needs none, but the exported model
  *   then concatenates integers without requantizing).
  * - a Conv followed only by BatchNormalization is folded (bn-fold.ts).
  */
@@ -179,7 +180,9 @@ export function placeQuant(net: NetModel, q: QConfig): Placement {
     // a layer's weight is quantized as a weight (per channel), not as an activation
     const inputs = (isLayer ? [0] : pick(n, isConst)).map((i) => resolve(n.inputs[i]!));
     const shared = n.opType === "Concat" ? n.outputs[0] : undefined;
-    for (const v of inputs) addAct(v, shared);
+    // a float layer's output stays float where it meets an Add, Concat or pool (a quantized layer reading it still
+    // quantizes its own input)
+    for (const v of inputs) if (isLayer || !isFloatLayer(q, layerOf(v))) addAct(v, shared);
     if (!isLayer) continue;
     weights.push(weightPoint(g, n, q, consumers.get(n.outputs[0]!) ?? [], inputs[0], params));
   }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ArrayDataset } from "../../src/data/dataset.js";
 import { loadStateDict, type NetModel } from "../../src/nn/model.js";
 import {
   BatchNorm2d,
@@ -14,8 +15,12 @@ import { zooModel } from "../../src/nn/zoo.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { cloneGraph } from "../../src/onnx/ir.js";
 import { type Tensor, tensor, toFloat32 } from "../../src/onnx/tensor.js";
-import { equalizeCrossLayer } from "../../src/quant/cle.js";
+import { calibrate, channelRanges } from "../../src/quant/calibrate.js";
+import { cleObservedValues, equalizeCrossLayer } from "../../src/quant/cle.js";
 import { fakeQuantize } from "../../src/quant/fake-quant.js";
+import { placeQuant } from "../../src/quant/placement.js";
+import { applyQuant } from "../../src/quant/prepare.js";
+import { qconfigFrom } from "../../src/quant/qconfig.js";
 import { openSession, run } from "../../src/runtime/session.js";
 import { seeded } from "../helpers/random.js";
 
@@ -128,6 +133,62 @@ describe("cross-layer equalization", () => {
     );
     expect(errAfter).toBeLessThan(errBefore / 10);
     expect(res.iterations).toBeGreaterThan(1);
+  });
+
+  it("data-aware: evens the observed activation ranges between depthwise and pointwise, lowering the int8 error", async () => {
+    const net = dwNet(false);
+    // depthwise channel 0 given a large bias: its output spans far more than the other channels' while its weights
+    // do not (BlazeFace's last depthwise output has a channel in [−322, 0] where the median channel spans 6), so the
+    // weight ranges CLE evens without data do not show the imbalance of the per-tensor activation between the layers
+    const b2 = toFloat32(net.eval.initializers.get("2.bias")!).slice();
+    b2[0] = -60;
+    loadStateDict(net, { "2.bias": tensor("float32", [8], b2) });
+    const n = 64;
+    const data = new ArrayDataset({
+      name: "uniform",
+      inputShape: [3, 12, 12],
+      numClasses: 0,
+      data: rand(n * 3 * 144, -1, 1),
+      labels: new Int32Array(n),
+    });
+    const { inputs } = cleObservedValues(net);
+    const dwOut = net.eval.nodes.find((x) => x.inputs[1] === "2.weight")!.outputs[0]!;
+    expect(inputs).toContain(dwOut);
+    const absMax = async (m: NetModel) =>
+      new Map(
+        [...(await channelRanges(m, inputs, data, { batches: 1, batchSize: n }))].map(([v, r]) => [
+          v,
+          Float32Array.from(r.max, (x, i) => Math.max(x, -r.min[i]!)),
+        ]),
+      );
+    const spread = (a: Float32Array) => Math.max(...a) / Math.min(...a);
+    const before = await absMax(net);
+    const res = equalizeCrossLayer(net, { inputMax: before });
+    const x = tensor("float32", [n, 3, 12, 12], (data.data as Float32Array).slice());
+    const ref = await outputs(net, x);
+    const out = await outputs(res.model, x);
+    for (let i = 0; i < ref.length; i++)
+      expect(Math.abs(out[i]! - ref[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]!)));
+    const after = await absMax(res.model);
+    expect(spread(before.get(dwOut)!)).toBeGreaterThan(20);
+    expect(spread(after.get(dwOut)!)).toBeLessThan(spread(before.get(dwOut)!) / 4);
+    // int8 (ort-cpu: per-channel weights, per-tensor activations): the output error against each model's own float
+    const int8Error = async (m: NetModel) => {
+      const placement = placeQuant(m, qconfigFrom("ort-cpu"));
+      const qp = await calibrate(m, placement, data, { batches: 1, batchSize: n, observer: "minmax" });
+      return mse(await outputs(applyQuant(m, placement, qp), x), ref);
+    };
+    const errs = {
+      none: await int8Error(net),
+      weights: await int8Error(equalizeCrossLayer(net).model),
+      data: await int8Error(res.model),
+    };
+    console.log(
+      `int8 output MSE: no CLE ${errs.none.toExponential(3)}, weight-range CLE ${errs.weights.toExponential(3)}, data-aware CLE ${errs.data.toExponential(3)}`,
+    );
+    expect(errs.data).toBeLessThan(errs.none / 2);
+    // the weight-range CLE cannot see the biased channel; the data-aware one trades it against the pointwise weights
+    expect(errs.data).toBeLessThan(errs.weights);
   });
 
   it("leaves ReLU6 pairs alone without data and equalizes them within observed ranges with it", () => {

@@ -94,4 +94,30 @@ describe("placement", () => {
     expect(p.weights[1]!.spec.qmin).toBe(-8);
     expect(quantizableLayers(net)).toEqual(["conv1", "conv2", "fc"]);
   });
+  it("a float layer's output stays float where a residual Add reads it; the Add's other input is still quantized", () => {
+    const net = model("resnet8");
+    const full = placeQuant(net, preset("ort-cpu"));
+    const producers = net.eval.producers();
+    const add = net.eval.nodes.find((n) => n.opType === "Add" && !n.name.startsWith("normalize"))!;
+    // the Add input a layer's conv (+ folded BN) writes and no layer reads, and that layer
+    const fromLayer = full.activations.find(
+      (a) =>
+        add.inputs.includes(a.value) &&
+        full.weights.some((w) => w.layer === a.layer) &&
+        !full.weights.some((w) => w.input === a.value),
+    )!;
+    expect(fromLayer, "an Add input attributed to a layer").toBeDefined();
+    const other = add.inputs.find((i) => i !== fromLayer.value)!;
+    const p = placeQuant(net, qconfigFrom("ort-cpu", { keepFloat: [fromLayer.layer] }));
+    const values = new Set(p.activations.map((a) => a.value));
+    expect(values.has(fromLayer.value)).toBe(false);
+    expect(p.weights.some((w) => w.layer === fromLayer.layer)).toBe(false);
+    // the other input (conv1's ReLU output, which layer1.0.conv1 reads too) is still quantized
+    expect(producers.get(other)?.opType).toBe("Relu");
+    expect(values.has(other)).toBe(true);
+    // gone: that output and the layer's own input (read by it alone); everything else as before
+    const input = full.weights.find((w) => w.layer === fromLayer.layer)!.input!;
+    const gone = full.activations.map((a) => a.value).filter((v) => !values.has(v));
+    expect(gone.sort()).toEqual([fromLayer.value, input].sort());
+  });
 });

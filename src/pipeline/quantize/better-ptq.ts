@@ -1,6 +1,9 @@
 /**
- * Stage 3: better post-training quantization. Cross-layer equalization (Nagel et al. 2019) evens out the weight
- * ranges of consecutive layers (depthwise → pointwise pairs above all), AdaRound (Nagel et al. 2020) learns each
+ * Stage 3: better post-training quantization. Cross-layer equalization (Nagel et al. 2019) evens out consecutive
+ * layers (depthwise → pointwise pairs above all): data-aware, the channel ranges it evens are those of the activation
+ * between the two layers, observed on the calibration data, rather than the first layer's weight ranges (with
+ * per-channel weights the first layer's weight ranges do not matter; the per-tensor activation between the layers
+ * does: on BlazeFace one depthwise output channel spans [−322, 0] where the median channel spans 6). AdaRound (Nagel et al. 2020) learns each
  * weight's rounding on its layer's output reconstruction, and empirical bias correction removes the mean output
  * shift the chosen rounding leaves. Activations are then calibrated as in stage 2 on the changed network.
  */
@@ -8,12 +11,27 @@ import { loadStateDict, type NetModel } from "../../nn/model.js";
 import { cloneGraph } from "../../onnx/ir.js";
 import { adaround } from "../../quant/adaround.js";
 import { correctBias } from "../../quant/bias-correction.js";
-import { CleError, equalizeCrossLayer } from "../../quant/cle.js";
+import { channelRanges } from "../../quant/calibrate.js";
+import { CleError, cleObservedValues, equalizeCrossLayer } from "../../quant/cle.js";
 import { placeQuant } from "../../quant/placement.js";
 import type { QConfig } from "../../quant/qconfig.js";
 import { type Candidate, quantized } from "./candidate.js";
 import { chooseObservers } from "./observers.js";
 import type { StageContext } from "./ptq.js";
+
+/** Per-channel max |x| of what each CLE pair's second layer reads, on the calibration data. */
+async function pairInputRanges(float: NetModel, ctx: StageContext): Promise<Map<string, Float32Array>> {
+  const { inputs } = cleObservedValues(float);
+  const ranges = await channelRanges(float, inputs, ctx.calibration, {
+    batches: 8,
+    batchSize: 64,
+    seed: ctx.seed,
+    threads: ctx.threads,
+  });
+  return new Map(
+    [...ranges].map(([v, r]) => [v, Float32Array.from(r.max, (m, i) => Math.max(m, -r.min[i]!))]),
+  );
+}
 
 export async function betterPtqCandidate(
   float: NetModel,
@@ -29,10 +47,11 @@ export async function betterPtqCandidate(
     done.push("CLE off");
   } else
     try {
-      const r = equalizeCrossLayer(float);
+      const inputMax = await pairInputRanges(float, ctx);
+      const r = equalizeCrossLayer(float, { inputMax });
       net = r.model;
-      cle = { pairs: r.pairs, skipped: r.skipped, iterations: r.iterations };
-      done.push(`CLE equalized ${r.pairs.length} layer pair(s)`);
+      cle = { pairs: r.pairs, skipped: r.skipped, iterations: r.iterations, dataAware: true };
+      done.push(`CLE equalized ${r.pairs.length} layer pair(s) on their observed activation ranges`);
     } catch (e) {
       if (!(e instanceof CleError)) throw e;
       cle = { error: e.message };

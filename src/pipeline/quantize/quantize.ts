@@ -193,23 +193,28 @@ async function runStages(
   };
 
   const ptq = await keep("ptq", () => ptqCandidate(ptqNet, qconfig, ctx));
-  if (pending("better-ptq"))
-    await keep("better-ptq", () =>
+  // later stages start from the better of the post-training candidates: its float model (equalized by CLE when
+  // that helped) and its scales
+  let base = ptq;
+  if (pending("better-ptq")) {
+    const b = await keep("better-ptq", () =>
       betterPtqCandidate(ptqNet, qconfig, ctx, {
         iterations: opts.adaroundIterations ?? 1000,
         cle: opts.cle ?? true,
       }),
     );
+    base = better(ptq, b);
+  }
   if (pending("distill")) {
     if (blocking.length) stages.skip("distill", warnings.join("; "));
     else {
       const steps = opts.distillSteps ?? 500;
-      await keep("distill", () => distillStage(ptq, report, { ...ctx, steps, plan: run.data.distill }));
+      await keep("distill", () => distillStage(base, report, { ...ctx, steps, plan: run.data.distill }));
     }
   }
   if (pending("mixed-precision")) {
     const mpCtx = { ...ctx, reference: run.reference!, maxDrop: opts.maxDrop };
-    await keep("mixed-precision", () => mixedPrecisionStage(ptqNet, qconfig, mpCtx));
+    await keep("mixed-precision", () => mixedPrecisionStage(base.float, qconfig, mpCtx));
   }
   return { best: best ?? ptq, warnings };
 }

@@ -28,8 +28,8 @@ export function outputKinds(report: ImportReport): Record<string, DistillKind> {
 }
 
 /**
- * QAT by distillation, starting from `start` (the PTQ candidate: the float weights and its calibrated scales, the
- * observers chosen per tensor). The float model is the teacher; labels are not used, so the stage is the same with
+ * QAT by distillation, starting from `start` (the better post-training candidate: its float weights, equalized when
+ * CLE ran, and its calibrated scales, the observers chosen per tensor). The float model is the teacher; labels are not used, so the stage is the same with
  * and without them. `plan` (from the data's task, e.g. a detector's head) overrides how outputs are compared.
  */
 export async function distillStage(
