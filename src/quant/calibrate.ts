@@ -2,7 +2,7 @@ import type { Dataset } from "../data/dataset.js";
 import type { NetModel } from "../nn/model.js";
 import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
 import { observeValues } from "./layer-data.js";
-import { makeObserver, type Observer, type Range } from "./observer.js";
+import { makeObserver, type Observer, type ObserverKind, type Range } from "./observer.js";
 import type { Placement, WeightPoint } from "./placement.js";
 import type { TensorQConfig } from "./qconfig.js";
 import { qparamsFor, weightQParams } from "./qparams.js";
@@ -30,17 +30,44 @@ export async function calibrate(
   data: Dataset,
   opts: CalibrationOptions = {},
 ): Promise<Map<string, Tensor>> {
-  const out = new Map<string, Tensor>();
-  for (const w of placement.weights) weightParams(net, w, out);
+  const [only] = await calibrateEach(net, placement, data, [opts.observer], opts);
+  return only!;
+}
 
+/**
+ * `calibrate` with several observers in one pass over the data: one result per entry of `observers`, in order
+ * (undefined: each activation's own observer from the qconfig).
+ */
+export async function calibrateEach(
+  net: NetModel,
+  placement: Placement,
+  data: Dataset,
+  observers: (ObserverKind | undefined)[],
+  opts: Omit<CalibrationOptions, "observer"> = {},
+): Promise<Map<string, Tensor>[]> {
+  const results = observers.map(() => new Map<string, Tensor>());
+  for (const out of results) for (const w of placement.weights) weightParams(net, w, out);
   const taps = placement.activations.map((a) => a.value);
   // every activation left in float (mixed precision can get there): weights only, nothing to observe
-  if (!taps.length) return out;
-  const observers = new Map<string, Observer>();
-  for (const a of placement.activations)
-    observers.set(a.value, makeObserver(opts.observer ?? a.cfg.observer));
-  await observeValues(net, taps, data, opts, (t, v) => observers.get(t)!.observe(v));
-  // points sharing a scale (Concat inputs) get the union of their ranges
+  if (!taps.length) return results;
+  const seen = observers.map((kind) => {
+    const m = new Map<string, Observer>();
+    for (const a of placement.activations) m.set(a.value, makeObserver(kind ?? a.cfg.observer));
+    return m;
+  });
+  await observeValues(net, taps, data, opts, (t, v) => {
+    for (const m of seen) m.get(t)!.observe(v);
+  });
+  seen.forEach((m, i) => activationParams(placement, m, results[i]!));
+  return results;
+}
+
+/** Scales and zero points from observed ranges; points sharing a scale (Concat inputs) get the union of theirs. */
+function activationParams(
+  placement: Placement,
+  observers: Map<string, Observer>,
+  out: Map<string, Tensor>,
+): void {
   const ranges = new Map<string, Range>();
   for (const a of placement.activations) {
     const { qmin, qmax } = a.spec;
@@ -53,7 +80,6 @@ export async function calibrate(
     out.set(a.scale, tensor("float32", [], [p.scale]));
     out.set(a.zeroPoint, zeroPointTensor(a.spec.dtype, a.spec.learnZeroPoint, [], [p.zeroPoint]));
   }
-  return out;
 }
 
 /** Per-channel (axis 1) minimum and maximum of a value over the calibration batches. */

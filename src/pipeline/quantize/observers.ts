@@ -1,10 +1,10 @@
 /**
  * Post-training quantization with the observer chosen per tensor by the model's output error. Every observer
- * (min-max, percentile, MSE, entropy) calibrates every activation once; then, on 128 calibration samples, the
- * fake-quantized model is scored by its output error against float (Σ over outputs of noise/signal power) — first
- * with one observer everywhere (the best becomes the start), then tensor by tensor, each tensor taking the
- * observer whose scale lowers the output error (an observer whose range is within 1% of the current one is not
- * tried). `searchSamples` lets the tensor-by-tensor search (most of PTQ's time on deep models after calibration)
+ * (min-max, percentile, MSE, entropy) calibrates every activation, all four fed in one pass over the data; then, on
+ * 128 calibration samples, the fake-quantized model is scored by its output error against float (Σ over outputs of
+ * noise/signal power) — first with one observer everywhere (the best becomes the start), then tensor by tensor, each
+ * tensor taking the observer whose scale lowers the output error (an observer whose range is within 1% of the
+ * current one is not tried). `searchSamples` lets the tensor-by-tensor search (most of PTQ's time on deep models after calibration)
  * score on fewer samples, its result then kept only if it also beats the best uniform choice on all of them; the
  * default searches on all, because on BlazeFace (128 crops) a 32-sample search overfitted: its choices were worse
  * on all 128 than percentile everywhere (Σ noise/signal 0.0346), where the full search reaches 0.0290, for 181 s
@@ -15,7 +15,7 @@ import type { NetModel } from "../../nn/model.js";
 import { modelOf } from "../../onnx/codec.js";
 import type { Graph } from "../../onnx/ir.js";
 import type { Tensor } from "../../onnx/tensor.js";
-import { calibrate } from "../../quant/calibrate.js";
+import { calibrateEach } from "../../quant/calibrate.js";
 import type { ObserverKind } from "../../quant/observer.js";
 import type { Placement } from "../../quant/placement.js";
 import { applyQuant } from "../../quant/prepare.js";
@@ -50,19 +50,14 @@ export async function chooseObservers(
     searchSamples?: number;
   },
 ): Promise<ObserverChoice> {
-  const calibrated = new Map<ObserverKind, Map<string, Tensor>>();
-  for (const kind of PTQ_OBSERVERS) {
-    calibrated.set(
-      kind,
-      await calibrate(net, placement, calibration, {
-        observer: kind,
-        batches: opts.batches ?? 8,
-        batchSize: 64,
-        seed: opts.seed,
-        threads: opts.threads,
-      }),
-    );
-  }
+  // one pass over the data feeds every observer
+  const each = await calibrateEach(net, placement, calibration, PTQ_OBSERVERS, {
+    batches: opts.batches ?? 8,
+    batchSize: 64,
+    seed: opts.seed,
+    threads: opts.threads,
+  });
+  const calibrated = new Map(PTQ_OBSERVERS.map((kind, i) => [kind, each[i]!]));
   const first = calibrated.get("minmax")!;
   const scales = [...new Set(placement.activations.map((a) => a.scale))];
   const zeroOf = new Map(placement.activations.map((a) => [a.scale, a.zeroPoint]));
