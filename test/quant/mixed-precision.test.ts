@@ -131,6 +131,25 @@ describe("chooseMixedPrecision", () => {
     await session.release();
   });
 
+  test("when every layer alone is within the target, layers are ranked below the best single layer, not all at 0", {
+    timeout: 60_000,
+  }, async () => {
+    const net = sensitiveNet();
+    const { metric } = await sqnrAgainstFloat(net);
+    // every candidate is within this target: measured against the target alone, every layer would lose 0
+    const r = await chooseMixedPrecision(net, data, metric, {
+      preset: "w4a8",
+      target: -1e9,
+      calibrationBatches: 2,
+      threads: 1,
+    });
+    expect(r.changes).toEqual([]);
+    expect(r.meetsTarget).toBe(true);
+    expect(r.sensitivity.map((s) => s.layer)[0]).toBe("fc2");
+    expect(r.sensitivity[0]!.loss).toBeGreaterThan(10);
+    expect(r.sensitivity.at(-1)!.loss).toBe(0);
+  });
+
   test("given sensitivities order the moves; unknown layers are refused", { timeout: 60_000 }, async () => {
     const net = sensitiveNet();
     const { metric } = await sqnrAgainstFloat(net);
