@@ -88,6 +88,11 @@ export interface ChannelRange {
   max: Float32Array;
 }
 
+/** max |x| per channel of a range. */
+export function absMax(r: ChannelRange): Float32Array {
+  return Float32Array.from(r.max, (m, i) => Math.max(m, -r.min[i]!));
+}
+
 /** The per-channel ranges of `values` (node outputs of the float model, [N, C, ...]) on calibration batches. */
 export async function channelRanges(
   net: NetModel,

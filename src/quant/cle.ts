@@ -24,6 +24,11 @@ import { type Tensor, tensor, toFloat32 } from "../onnx/tensor.js";
  * observed maximum exceeds c keeps s = 1, and the others take s_i ≥ max_i / c so the new ceiling c·s_i stays above
  * everything observed (then the function is unchanged on inputs within the observed ranges, not on all inputs).
  * Layers: Conv (any group count, so depthwise → pointwise, the pair that matters for MobileNet/BlazeFace) and Gemm.
+ *
+ * Data-aware (`inputMax`): r1_i is instead the observed max |x| of channel i of the activation the second layer reads
+ * (divided by the scales applied so far). The first layer's weight range stands in for that range only under
+ * per-tensor weights; with per-channel weights it costs nothing, while the per-tensor activation between the layers
+ * does (docs/decisions.md, "CLE evens what the data shows").
  */
 export interface CleOptions {
   /** Sweeps over all pairs at most (default 100). */
@@ -130,17 +135,9 @@ export function equalizeCrossLayer(net: NetModel, opts: CleOptions = {}): CleRes
   return { model, pairs: report, skipped, iterations };
 }
 
-/**
- * The values whose per-channel ranges data-aware CLE uses: what each pair's second layer reads (`inputMax`) and
- * what enters a bounded Clip between a pair (`clipInputMax`).
- */
-export function cleObservedValues(net: NetModel): { inputs: string[]; clips: string[] } {
-  const all = { has: () => true } as unknown as Map<string, Float32Array>;
-  const { pairs } = findPairs(net.eval, new Set(net.params), { clipInputMax: all });
-  return {
-    inputs: pairs.map((p) => p.input),
-    clips: pairs.flatMap((p) => (p.clip ? [p.clip.value] : [])),
-  };
+/** What each pair's second layer reads: the values whose per-channel ranges data-aware CLE takes (`inputMax`). */
+export function clePairInputs(net: NetModel, opts: Pick<CleOptions, "clipInputMax"> = {}): string[] {
+  return findPairs(net.eval, new Set(net.params), opts).pairs.map((p) => p.input);
 }
 
 const layerOf = (s: Side) => s.weight.replace(/\.weight$/, "");

@@ -15,8 +15,8 @@ import { zooModel } from "../../src/nn/zoo.js";
 import { modelOf } from "../../src/onnx/codec.js";
 import { cloneGraph } from "../../src/onnx/ir.js";
 import { type Tensor, tensor, toFloat32 } from "../../src/onnx/tensor.js";
-import { calibrate, channelRanges } from "../../src/quant/calibrate.js";
-import { cleObservedValues, equalizeCrossLayer } from "../../src/quant/cle.js";
+import { absMax, calibrate, channelRanges } from "../../src/quant/calibrate.js";
+import { clePairInputs, equalizeCrossLayer } from "../../src/quant/cle.js";
 import { fakeQuantize } from "../../src/quant/fake-quant.js";
 import { placeQuant } from "../../src/quant/placement.js";
 import { applyQuant } from "../../src/quant/prepare.js";
@@ -151,25 +151,25 @@ describe("cross-layer equalization", () => {
       data: rand(n * 3 * 144, -1, 1),
       labels: new Int32Array(n),
     });
-    const { inputs } = cleObservedValues(net);
+    const inputs = clePairInputs(net);
     const dwOut = net.eval.nodes.find((x) => x.inputs[1] === "2.weight")!.outputs[0]!;
     expect(inputs).toContain(dwOut);
-    const absMax = async (m: NetModel) =>
+    const rangesOf = async (m: NetModel) =>
       new Map(
         [...(await channelRanges(m, inputs, data, { batches: 1, batchSize: n }))].map(([v, r]) => [
           v,
-          Float32Array.from(r.max, (x, i) => Math.max(x, -r.min[i]!)),
+          absMax(r),
         ]),
       );
     const spread = (a: Float32Array) => Math.max(...a) / Math.min(...a);
-    const before = await absMax(net);
+    const before = await rangesOf(net);
     const res = equalizeCrossLayer(net, { inputMax: before });
     const x = tensor("float32", [n, 3, 12, 12], (data.data as Float32Array).slice());
     const ref = await outputs(net, x);
     const out = await outputs(res.model, x);
     for (let i = 0; i < ref.length; i++)
       expect(Math.abs(out[i]! - ref[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]!)));
-    const after = await absMax(res.model);
+    const after = await rangesOf(res.model);
     expect(spread(before.get(dwOut)!)).toBeGreaterThan(20);
     expect(spread(after.get(dwOut)!)).toBeLessThan(spread(before.get(dwOut)!) / 4);
     // int8 (ort-cpu: per-channel weights, per-tensor activations): the output error against each model's own float

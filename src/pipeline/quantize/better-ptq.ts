@@ -11,8 +11,8 @@ import { loadStateDict, type NetModel } from "../../nn/model.js";
 import { cloneGraph } from "../../onnx/ir.js";
 import { adaround } from "../../quant/adaround.js";
 import { correctBias } from "../../quant/bias-correction.js";
-import { channelRanges } from "../../quant/calibrate.js";
-import { CleError, cleObservedValues, equalizeCrossLayer } from "../../quant/cle.js";
+import { absMax, channelRanges } from "../../quant/calibrate.js";
+import { CleError, clePairInputs, equalizeCrossLayer } from "../../quant/cle.js";
 import { placeQuant } from "../../quant/placement.js";
 import type { QConfig } from "../../quant/qconfig.js";
 import { type Candidate, quantized } from "./candidate.js";
@@ -21,16 +21,14 @@ import type { StageContext } from "./ptq.js";
 
 /** Per-channel max |x| of what each CLE pair's second layer reads, on the calibration data. */
 async function pairInputRanges(float: NetModel, ctx: StageContext): Promise<Map<string, Float32Array>> {
-  const { inputs } = cleObservedValues(float);
+  const inputs = clePairInputs(float);
   const ranges = await channelRanges(float, inputs, ctx.calibration, {
     batches: 8,
     batchSize: 64,
     seed: ctx.seed,
     threads: ctx.threads,
   });
-  return new Map(
-    [...ranges].map(([v, r]) => [v, Float32Array.from(r.max, (m, i) => Math.max(m, -r.min[i]!))]),
-  );
+  return new Map([...ranges].map(([v, r]) => [v, absMax(r)]));
 }
 
 export async function betterPtqCandidate(
