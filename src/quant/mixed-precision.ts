@@ -73,6 +73,8 @@ export interface MixedPrecisionResult {
   keepFloat: string[];
   weightBits: Record<string, number>;
   qconfig: QConfig;
+  /** The final configuration as measured: calibrated with the qconfig's (or `observer`'s) observers. */
+  candidate: Candidate;
   metric: number;
   meetsTarget: boolean;
   /**
@@ -104,10 +106,10 @@ export async function chooseMixedPrecision(
   const log = opts.log ?? (() => {});
   const keepFloat = [...(opts.keepFloat ?? [])];
   const weightBits = { ...(opts.weightBits ?? {}) };
-  const measure = async (): Promise<{ value: number; qconfig: QConfig }> => {
+  const measure = async (): Promise<{ value: number; qconfig: QConfig; candidate: Candidate }> => {
     const qconfig = qconfigFrom(opts.preset, { keepFloat, weightBits });
     const c = await candidate(net, qconfig, calibration, opts);
-    return { value: await metric(c), qconfig };
+    return { value: await metric(c), qconfig, candidate: c };
   };
   let current = await measure();
   const start = current.value;
@@ -137,6 +139,7 @@ export async function chooseMixedPrecision(
     keepFloat,
     weightBits,
     qconfig: current.qconfig,
+    candidate: current.candidate,
     metric: current.value,
     meetsTarget: current.value >= opts.target,
     sensitivity: sens,

@@ -80,7 +80,9 @@ export async function distillStage(
 /**
  * Mixed precision: the layers that lose the most go to higher precision (8-bit weights under w4a8, else float),
  * cheapest first (src/quant/mixed-precision.ts), each step measured with the run's own held-out metric until the
- * budget is met; the final qconfig is then calibrated with the per-tensor observer choice of stage 2.
+ * budget is met; the final qconfig is then calibrated with the per-tensor observer choice of stage 2, which is kept
+ * only if it measures better than the calibration the choice was made with (the choice minimises the output error on
+ * calibration samples; on BlazeFace it lowered the held-out metric from 99.87 to 99.82, below the budget).
  */
 export async function mixedPrecisionStage(
   float: NetModel,
@@ -95,7 +97,28 @@ export async function mixedPrecisionStage(
     seed: ctx.seed,
     threads: ctx.threads,
   });
-  const r = await ptqCandidate(float, mp.qconfig, ctx, "mixed-precision");
+  const searched = await ptqCandidate(float, mp.qconfig, ctx, "mixed-precision");
+  const c = mp.candidate;
+  const own = await ctx.evaluator.measure(c.net.eval);
+  const r: StageResult =
+    own.value > searched.candidate.metric.value
+      ? {
+          candidate: {
+            stage: "mixed-precision",
+            float,
+            qconfig: c.qconfig,
+            placement: c.placement,
+            qparams: c.qparams,
+            quant: c.net,
+            metric: own,
+          },
+          changed:
+            `${c.placement.weights.length} weights and ${c.placement.activations.length} activations quantized ` +
+            `(${mp.qconfig.preset}); observers: the qconfig's (the per-tensor choice measured ` +
+            `${searched.candidate.metric.value.toFixed(2)}, lower)`,
+          details: { metric: own.details },
+        }
+      : searched;
   const moved = mp.changes.map((c) => `${c.layer} ${c.from}-bit → ${c.to === 32 ? "float" : `${c.to}-bit`}`);
   return {
     ...r,
