@@ -58,7 +58,7 @@ export async function calibrateEach(
   await observeValues(net, taps, data, opts, (t, v) => {
     for (const m of seen) m.get(t)!.observe(v);
   });
-  seen.forEach((m, i) => activationParams(placement, m, results[i]!));
+  for (const [i, m] of seen.entries()) activationParams(placement, m, results[i]!);
   return results;
 }
 

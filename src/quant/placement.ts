@@ -20,8 +20,8 @@ import {
  *   unchanged (MaxPool, Flatten, Reshape, Identity, Squeeze, Unsqueeze, Transpose). A Conv+BN+ReLU group therefore
  *   gets one pair after the ReLU (ORT folds BN and fuses ReLU into the Q), a residual Add's inputs each get one,
  *   and the logits stay float. A layer kept in float (QConfig.keepFloat) has no weight fake-quant and its output is
- *   not quantized where a non-layer op (a residual Add, a Concat, a pool) reads it. Concat inputs share one scale (QLinearConcat needs none, but the exported model
- *   then concatenates integers without requantizing).
+ *   not quantized where a non-layer op (a residual Add, a Concat, a pool) reads it. Concat inputs share one scale
+ *   (QLinearConcat needs none, but the exported model then concatenates integers without requantizing).
  * - a Conv followed only by BatchNormalization is folded (bn-fold.ts).
  */
 export interface WeightPoint {

@@ -3,9 +3,9 @@
  * layers (depthwise → pointwise pairs above all): data-aware, the channel ranges it evens are those of the activation
  * between the two layers, observed on the calibration data, rather than the first layer's weight ranges (with
  * per-channel weights the first layer's weight ranges do not matter; the per-tensor activation between the layers
- * does: on BlazeFace one depthwise output channel spans [−322, 0] where the median channel spans 6). AdaRound (Nagel et al. 2020) learns each
- * weight's rounding on its layer's output reconstruction, and empirical bias correction removes the mean output
- * shift the chosen rounding leaves. Activations are then calibrated as in stage 2 on the changed network.
+ * does: on BlazeFace one depthwise output channel spans [−322, 0] where the median channel spans 6). AdaRound
+ * (Nagel et al. 2020) learns each weight's rounding on its layer's output reconstruction, and empirical bias
+ * correction removes the mean output shift the chosen rounding leaves. Activations are then calibrated as in stage 2 on the changed network.
  */
 import { loadStateDict, type NetModel } from "../../nn/model.js";
 import { cloneGraph } from "../../onnx/ir.js";

@@ -4,8 +4,8 @@
  * 128 calibration samples, the fake-quantized model is scored by its output error against float (Σ over outputs of
  * noise/signal power) — first with one observer everywhere (the best becomes the start), then tensor by tensor, each
  * tensor taking the observer whose scale lowers the output error (an observer whose range is within 1% of the
- * current one is not tried). `searchSamples` lets the tensor-by-tensor search (most of PTQ's time on deep models after calibration)
- * score on fewer samples, its result then kept only if it also beats the best uniform choice on all of them; the
+ * current one is not tried). `searchSamples` lets the tensor-by-tensor search (most of PTQ's time on deep models
+ * after calibration) score on fewer samples, its result then kept only if it also beats the best uniform choice on all of them; the
  * default searches on all, because on BlazeFace (128 crops) a 32-sample search overfitted: its choices were worse
  * on all 128 than percentile everywhere (Σ noise/signal 0.0346), where the full search reaches 0.0290, for 181 s
  * against 291 s. Scales and zero points are fed as graph inputs, so one ORT session serves every trial.

@@ -12,6 +12,7 @@ import type { QConfig } from "../../quant/qconfig.js";
 import type { DistillKind } from "../../train/distill-loss.js";
 import type { Candidate } from "./candidate.js";
 import type { DistillPlan } from "./detect-metric.js";
+import type { MetricValue } from "./metric.js";
 import type { StageContext } from "./ptq.js";
 import { ptqCandidate } from "./ptq.js";
 
@@ -29,8 +30,8 @@ export function outputKinds(report: ImportReport): Record<string, DistillKind> {
 
 /**
  * QAT by distillation, starting from `start` (the better post-training candidate: its float weights, equalized when
- * CLE ran, and its calibrated scales, the observers chosen per tensor). The float model is the teacher; labels are not used, so the stage is the same with
- * and without them. `plan` (from the data's task, e.g. a detector's head) overrides how outputs are compared.
+ * CLE ran, and its calibrated scales, the observers chosen per tensor). The float model is the teacher; labels are
+ * not used, so the stage is the same with and without them. `plan` (from the data's task, e.g. a detector's head) overrides how outputs are compared.
  */
 export async function distillStage(
   start: Candidate,
@@ -89,7 +90,13 @@ export async function mixedPrecisionStage(
   qconfig: QConfig,
   ctx: StageContext & { reference: number; maxDrop: number },
 ): Promise<StageResult> {
-  const metric: CandidateMetric = async (c) => (await ctx.evaluator.measure(c.net.eval)).value;
+  // what each candidate measured, so the greedy's final one need not run over the held-out data again
+  const measured = new WeakMap<object, MetricValue>();
+  const metric: CandidateMetric = async (c) => {
+    const m = await ctx.evaluator.measure(c.net.eval);
+    measured.set(c, m);
+    return m.value;
+  };
   const mp = await chooseMixedPrecision(float, ctx.calibration, metric, {
     preset: qconfig.preset,
     target: ctx.reference - ctx.maxDrop,
@@ -99,7 +106,7 @@ export async function mixedPrecisionStage(
   });
   const searched = await ptqCandidate(float, mp.qconfig, ctx, "mixed-precision");
   const c = mp.candidate;
-  const own = await ctx.evaluator.measure(c.net.eval);
+  const own = measured.get(c)!;
   const r: StageResult =
     own.value > searched.candidate.metric.value
       ? {
